@@ -1,0 +1,199 @@
+/*
+ * Configuration: one table of keys (name, type, default, range, doc) drives
+ * the file parser, the environment overrides, `chorus check-config` and the
+ * generated docs/configuration.md.
+ *
+ * File format: `key = value` lines, `#` comments. Keys are dot-separated;
+ * a segment that names a series, model, horizon or regime may be quoted so
+ * that it can contain dots: series."BRK.B".min = 20.
+ *
+ * Environment: every key K may be overridden by CHORUS_<K>, where K is
+ * upper-cased and '.' becomes '_' (CHORUS_WEIGHTS_MIN_SAMPLES). For keys with
+ * a name segment, the name is written verbatim between the fixed parts:
+ * CHORUS_SERIES_BRK.B_MIN=20. Precedence: defaults < file < environment.
+ * The seed system's variables ENABLE_<MODEL>, ENSEMBLE_MODEL_COUNT,
+ * ENSEMBLE_OPTIMIZATION_METHOD are honoured as in SPEC §8.
+ *
+ * Keys under `kafka.` are passed to librdkafka (rd_kafka_conf_set); a key
+ * librdkafka rejects is a configuration error.
+ */
+#ifndef CHORUS_CONFIG_H
+#define CHORUS_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "chorus/codec.h"
+#include "chorus/err.h"
+#include "chorus/record.h"
+
+typedef enum chorus_topic_role {
+        CHORUS_TOPIC_PREDICTIONS = 0,
+        CHORUS_TOPIC_ACTUALS,
+        CHORUS_TOPIC_INDICATORS,
+        CHORUS_TOPIC_FEATURE_IMPORTANCE,
+        CHORUS_TOPIC_FORECASTS,
+        CHORUS_TOPIC_ALERTS,
+        CHORUS_TOPIC_REGIMES,
+        CHORUS_TOPIC_VALIDATION,
+        CHORUS_TOPIC_SHADOW,
+        CHORUS_TOPIC_DLQ,
+        CHORUS_TOPIC__COUNT
+} chorus_topic_role_t;
+
+typedef enum chorus_weights_method {
+        CHORUS_WEIGHTS_EXP_INV_MAPE = 0,
+        CHORUS_WEIGHTS_EQUAL,
+        CHORUS_WEIGHTS_INV_MAPE,
+        CHORUS_WEIGHTS_INV_MSE,
+} chorus_weights_method_t;
+
+typedef enum chorus_z_reference {
+        CHORUS_ZREF_CHANGE = 0,
+        CHORUS_ZREF_LEVEL,
+} chorus_z_reference_t;
+
+typedef enum chorus_emit_mode {
+        CHORUS_EMIT_EVERY = 0,
+        CHORUS_EMIT_COMPLETE,
+} chorus_emit_mode_t;
+
+typedef struct chorus_topic_conf {
+        char name[250];             /**< topic.<role> */
+        chorus_framing_t framing;   /**< topic.<role>.framing: confluent|bare */
+        int32_t schema_id;          /**< topic.<role>.schema_id: id written / assumed for bare */
+        chorus_record_type_t type;  /**< fixed by the role */
+} chorus_topic_conf_t;
+
+/** Per-series settings: series.<name>.{min,max,resolution}. */
+typedef struct chorus_series_conf {
+        chorus_name_t name;
+        int has_min, has_max;
+        double min, max;
+        int64_t resolution_ms; /**< 0: use resolution.default */
+} chorus_series_conf_t;
+
+/** Per-horizon settings: horizon.<name>.models (comma list). */
+typedef struct chorus_horizon_conf {
+        chorus_name_t name;
+        size_t n_models;
+        chorus_name_t *models; /**< sorted, unique */
+} chorus_horizon_conf_t;
+
+/** A writer schema registered by id: schema.<id>.record, schema.<id>.file. */
+typedef struct chorus_schema_conf {
+        int32_t id;
+        chorus_record_type_t type;
+        char *file;
+} chorus_schema_conf_t;
+
+/** Name/value pair passed to librdkafka. */
+typedef struct chorus_kv {
+        char *key; /**< without the "kafka." prefix */
+        char *value;
+} chorus_kv_t;
+
+typedef struct chorus_config {
+        chorus_topic_conf_t topics[CHORUS_TOPIC__COUNT];
+
+        size_t n_schemas;
+        chorus_schema_conf_t *schemas;
+
+        size_t n_kafka;
+        chorus_kv_t *kafka; /**< kafka.* passthrough, in file order */
+
+        char *redis_host;      /**< redis.host (127.0.0.1) */
+        int redis_port;        /**< redis.port (6379) */
+        char *redis_password;  /**< redis.password (empty: none) */
+        int redis_db;          /**< redis.db (0) */
+        int redis_timeout_ms;  /**< redis.timeout_ms (5000) */
+        char *redis_prefix;    /**< redis.key_prefix ("chorus"); no braces */
+
+        int window_days;          /**< window.days (30) */
+        int retention_days;       /**< state.retention_days (100); >= window.days */
+        int64_t resolution_ms;    /**< resolution.default (1d), accepts 1h, 15m, 86400000 */
+
+        chorus_weights_method_t weights_method; /**< weights.method (exp_inv_mape) */
+        int weights_min_samples;                /**< weights.min_samples (5) */
+
+        int validation_min_samples;            /**< validation.min_samples (10) */
+        chorus_z_reference_t z_reference;      /**< validation.z_reference (change) */
+        double z_max;                          /**< validation.z_max (3.0) */
+        double shrink;                         /**< validation.shrink (0.5), in [0,1] */
+
+        chorus_emit_mode_t emit_mode; /**< emit.mode (every) */
+        int emit_min_models;          /**< emit.min_models (1) */
+
+        size_t n_models;          /**< models (comma list): the configured model list */
+        chorus_name_t *models;    /**< sorted, unique; applies to every horizon without its own */
+
+        size_t n_horizons;          /**< horizons (comma list): allowed horizons; empty: any */
+        chorus_name_t *horizons;
+
+        size_t n_horizon_confs;
+        chorus_horizon_conf_t *horizon_confs;
+
+        size_t n_series_confs;
+        chorus_series_conf_t *series_confs;
+
+        int batch_max_records; /**< batch.max_records (1000) */
+        int batch_max_wait_ms; /**< batch.max_wait_ms (100) */
+
+        int log_level; /**< log.level (info) */
+} chorus_config_t;
+
+/** @brief Allocate a config holding every default. Never NULL (aborts on OOM). */
+chorus_config_t *chorus_config_new(void);
+
+/** @brief Free a config. Accepts NULL. */
+void chorus_config_destroy(chorus_config_t *cfg);
+
+/**
+ * @brief Set one key from its string form (file line or env value).
+ * @returns CHORUS_OK or CHORUS_ERR_CONFIG; @p errstr names the key and the
+ *          allowed range or values, e.g. `weights.min_samples: 0 is out of range [1, 100000]`.
+ */
+chorus_err_t chorus_config_set(chorus_config_t *cfg, const char *key, const char *value,
+                               char *errstr, size_t errstr_size);
+
+/** @brief Read a config file. Errors name the file, line and key. */
+chorus_err_t chorus_config_load_file(chorus_config_t *cfg, const char *path, char *errstr,
+                                     size_t errstr_size);
+
+/** @brief Apply CHORUS_* and the seed variables from @p envp (NULL-terminated). */
+chorus_err_t chorus_config_load_env(chorus_config_t *cfg, char **envp, char *errstr,
+                                    size_t errstr_size);
+
+/** @brief Checks across keys (e.g. emit.mode=complete needs a model list;
+ *         the kafka.* keys are accepted by librdkafka). Call once after loading. */
+chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t errstr_size);
+
+/** @brief defaults < file (if @p path) < env, then finalize. */
+chorus_err_t chorus_config_load(chorus_config_t *cfg, const char *path, char **envp, char *errstr,
+                                size_t errstr_size);
+
+/** @returns the settings of @p series, or NULL when it has none. */
+const chorus_series_conf_t *chorus_config_series(const chorus_config_t *cfg, const char *series);
+
+/** @returns the resolution (ms) of @p series. */
+int64_t chorus_config_resolution_ms(const chorus_config_t *cfg, const char *series);
+
+/**
+ * @brief The configured model list for @p horizon: horizon.<h>.models, else
+ *        `models`, else none (*n = 0: expected = models that published).
+ */
+const chorus_name_t *chorus_config_expected_models(const chorus_config_t *cfg, const char *horizon,
+                                                   size_t *n);
+
+/** @returns non-zero if @p horizon is allowed (always, when no list is configured). */
+int chorus_config_horizon_allowed(const chorus_config_t *cfg, const char *horizon);
+
+/** @returns the weighting method's name as configured ("exp_inv_mape", ...). */
+const char *chorus_weights_method_name(chorus_weights_method_t m);
+
+/** @brief Write the Markdown configuration reference generated from the table
+ *         to @p fp. @returns 0 or -1 on write error. */
+int chorus_config_write_reference(FILE *fp);
+
+#endif /* CHORUS_CONFIG_H */

@@ -1,0 +1,101 @@
+/*
+ * Plain C views of the Avro records of SPEC §3.
+ *
+ * Strings are fixed-size, NUL-terminated arrays: a record owns no heap
+ * memory, can be copied with `=`, and needs no destructor. The limits
+ * below are also input limits: a longer string is an "absurd_length"
+ * dead letter.
+ */
+#ifndef CHORUS_RECORD_H
+#define CHORUS_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHORUS_NAME_MAX 128   /**< series, model, horizon, indicator (bytes) */
+#define CHORUS_TEXT_MAX 256   /**< free text: model_version, source */
+#define CHORUS_MAX_MODELS 64  /**< models per (series, horizon) group */
+
+/** Timestamps outside [CHORUS_TS_MIN, CHORUS_TS_MAX) are dead letters. */
+#define CHORUS_TS_MIN INT64_C(0)             /* 1970-01-01T00:00:00Z */
+#define CHORUS_TS_MAX INT64_C(7258118400000) /* 2200-01-01T00:00:00Z */
+
+typedef char chorus_name_t[CHORUS_NAME_MAX + 1];
+
+typedef enum chorus_record_type {
+        CHORUS_RECORD_PREDICTION = 0,
+        CHORUS_RECORD_ACTUAL,
+        CHORUS_RECORD_INDICATOR,
+        CHORUS_RECORD_FEATURE_IMPORTANCE,
+        CHORUS_RECORD_FORECAST,
+        CHORUS_RECORD_ALERT,
+        CHORUS_RECORD_REGIME_CHANGE,
+        CHORUS_RECORD_VALIDATION_WINDOW,
+        CHORUS_RECORD__COUNT
+} chorus_record_type_t;
+
+typedef struct chorus_prediction {
+        chorus_name_t model_id;
+        int has_model_version;
+        char model_version[CHORUS_TEXT_MAX + 1];
+        chorus_name_t series;
+        chorus_name_t horizon;
+        int64_t issued_at;   /**< ms since epoch, UTC */
+        int64_t target_time; /**< ms since epoch, UTC */
+        double value;
+        int has_lower, has_upper;
+        double lower, upper;
+} chorus_prediction_t;
+
+typedef struct chorus_actual {
+        chorus_name_t series;
+        int64_t observed_at;
+        double value;
+        int has_source;
+        char source[CHORUS_TEXT_MAX + 1];
+} chorus_actual_t;
+
+typedef struct chorus_indicator {
+        chorus_name_t indicator;
+        int64_t observed_at;
+        double value;
+} chorus_indicator_t;
+
+typedef enum chorus_fallback {
+        CHORUS_FALLBACK_NONE = 0,
+        CHORUS_FALLBACK_COLD_START,
+        CHORUS_FALLBACK_OVERFITTING,
+        CHORUS_FALLBACK_ROLLBACK,
+} chorus_fallback_t;
+
+/** @returns "cold_start", "overfitting", "rollback", or NULL for NONE. */
+const char *chorus_fallback_name(chorus_fallback_t f);
+
+/** EnsembleForecast. Models are kept in ascending byte order of their ids, so that
+ *  the encoded `weights` map and arrays are byte-identical across runs. */
+typedef struct chorus_forecast {
+        chorus_name_t series;
+        chorus_name_t horizon;
+        int64_t target_time; /**< bucket start */
+        int64_t issued_at;   /**< latest issued_at among the predictions present */
+        int64_t revision;    /**< 1, 2, ... per group */
+        double value;        /**< final, after the z-guard and clipping */
+        double raw_value;    /**< Σ w·p */
+        size_t n_present;
+        chorus_name_t present[CHORUS_MAX_MODELS]; /**< models_present, sorted */
+        double weight[CHORUS_MAX_MODELS];         /**< weights[i] is for present[i] */
+        size_t n_expected;
+        chorus_name_t expected[CHORUS_MAX_MODELS]; /**< models_expected, sorted */
+        int complete;
+        char weighting_method[32];
+        char profile[16]; /**< "baseline" or "challenger" */
+        int has_regime;
+        char regime[32];
+        int has_z_score;
+        double z_score;
+        int z_adjusted;
+        int clipped;
+        chorus_fallback_t fallback;
+} chorus_forecast_t;
+
+#endif /* CHORUS_RECORD_H */
