@@ -13,7 +13,7 @@
  *      read from the reader schema JSON (Avro-C drops defaults when parsing)
  *   -> input validation (SPEC §1 names, UTF-8, finite values, timestamp bounds).
  *
- * The reader schemas are the files in schemas/*.avsc, embedded at build time.
+ * The reader schemas are the .avsc files in schemas/, embedded at build time.
  */
 #ifndef CHORUS_CODEC_H
 #define CHORUS_CODEC_H

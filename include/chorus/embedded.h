@@ -1,6 +1,6 @@
 /*
  * Files embedded into the binary at build time (cmake/embed.cmake):
- * schemas/*.avsc and src/state/*.lua, looked up by base name.
+ * the .avsc files of schemas/ and the .lua files of src/state/, by base name.
  */
 #ifndef CHORUS_EMBEDDED_H
 #define CHORUS_EMBEDDED_H

@@ -1,0 +1,118 @@
+/*
+ * Redis state: the connection, the server-side functions (src/state/chorus.lua),
+ * and one pipelined round trip per batch.
+ *
+ * A batch is built with chorus_state_add_*(), sent with
+ * chorus_state_batch_exec(), and its replies read with
+ * chorus_state_batch_reply() until the next chorus_state_batch_begin().
+ * The commands of a batch are kept until then, so a batch that failed on a
+ * connection error can be sent again after a reconnect: the functions'
+ * per-partition offset watermark makes the repeat a no-op for records that
+ * were applied the first time.
+ */
+#ifndef CHORUS_STATE_H
+#define CHORUS_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "chorus/config.h"
+#include "chorus/err.h"
+#include "chorus/forecast.h"
+#include "chorus/record.h"
+
+typedef struct chorus_state_s chorus_state_t;
+
+/**
+ * @brief Connect to Redis (redis.* keys of @p cfg) and load the functions.
+ * @remark @p cfg is borrowed and must outlive the state.
+ * @returns NULL with the reason in @p errstr.
+ */
+chorus_state_t *chorus_state_new(const chorus_config_t *cfg, char *errstr, size_t errstr_size);
+
+/** @brief Close and free. Accepts NULL. */
+void chorus_state_destroy(chorus_state_t *st);
+
+/** @brief Drop the connection (if any) and connect again, loading the functions.
+ *  @returns CHORUS_OK or CHORUS_ERR_REDIS. */
+chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t errstr_size);
+
+/** @brief Start a new batch, freeing the previous batch's commands and replies. */
+void chorus_state_batch_begin(chorus_state_t *st, const char *batch_id);
+
+/** @brief Queue chorus_actual for @p a, read from @p topic/@p partition at @p offset. */
+void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const char *topic,
+                             int32_t partition, int64_t offset, int64_t bucket);
+
+/** @brief Queue chorus_prediction. @p force skips the hold (join.max_wait elapsed).
+ *  @p want_expected asks for the publishers list (no configured model list). */
+void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *p,
+                                 const char *topic, int32_t partition, int64_t offset,
+                                 int64_t bucket, int force, int want_expected);
+
+/** @returns the number of commands queued in the current batch. */
+size_t chorus_state_batch_size(const chorus_state_t *st);
+
+/**
+ * @brief Send the batch in one pipelined round trip and read every reply.
+ * @returns CHORUS_OK, or CHORUS_ERR_REDIS on a connection-level error (the
+ *          connection is dropped; reconnect and exec again).
+ */
+chorus_err_t chorus_state_batch_exec(chorus_state_t *st, char *errstr, size_t errstr_size);
+
+/** @returns the reply of the @p i-th command of the executed batch (owned by the state). */
+const redisReply *chorus_state_batch_reply(const chorus_state_t *st, size_t i);
+
+/** Status of a state-function reply. */
+typedef enum chorus_apply_status {
+        CHORUS_APPLY_APPLIED = 0,
+        CHORUS_APPLY_DUPLICATE,
+        CHORUS_APPLY_STALE,
+        CHORUS_APPLY_REPLAYED,
+        CHORUS_APPLY_HOLD,
+        CHORUS_APPLY_ERROR, /**< an error reply or an unexpected shape */
+} chorus_apply_status_t;
+
+/** @returns the status of a chorus_actual / chorus_prediction reply. */
+chorus_apply_status_t chorus_state_reply_status(const redisReply *r);
+
+/** Reusable memory behind chorus_group_view_t. */
+typedef struct chorus_group_scratch {
+        chorus_group_model_t *models;
+        size_t models_cap;
+        chorus_scored_point_t *points;
+        size_t points_cap;
+        const char **publishers;
+        size_t publishers_cap;
+        chorus_actual_point_t *actuals;
+        size_t actuals_cap;
+} chorus_group_scratch_t;
+
+void chorus_group_scratch_destroy(chorus_group_scratch_t *s);
+
+/**
+ * @brief Parse an "applied" chorus_prediction reply into @p view.
+ * @remark The view points into @p r and @p scratch; it is valid until either changes.
+ * @returns CHORUS_OK or CHORUS_ERR_STATE (unexpected shape), CHORUS_ERR_NOMEM.
+ */
+chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, const char *horizon,
+                                      int64_t bucket, chorus_group_scratch_t *scratch,
+                                      chorus_group_view_t *view);
+
+/**
+ * @brief Window statistics of (@p series, @p horizon, @p model) as of @p asof,
+ *        read outside any batch (reports, the demo).
+ * @returns CHORUS_OK, CHORUS_ERR_REDIS or CHORUS_ERR_STATE.
+ */
+chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,
+                                      const char *model, int64_t asof, chorus_model_stats_t *out);
+
+/** @brief floor(t / resolution) * resolution, for t >= 0. */
+int64_t chorus_bucket_of(int64_t t, int64_t resolution_ms);
+
+/** @brief Format @p v so that strtod() gives back the same bits ("%.17g"). */
+void chorus_format_double(char *buf, size_t size, double v);
+
+#endif /* CHORUS_STATE_H */

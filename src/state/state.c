@@ -1,0 +1,467 @@
+/*
+ * Redis state: connection, function loading, and the per-batch pipeline.
+ *
+ * Invariants:
+ *  - One batch is one round trip: every command of the batch is formatted
+ *    into `cmds` and written in one go; then every reply is read.
+ *  - The formatted commands are kept until the next batch, so after a
+ *    connection error the same bytes can be sent again on a new connection.
+ *  - The functions are loaded (FUNCTION LOAD REPLACE) on every connect, so
+ *    a Redis that restarted without its functions gets them back before the
+ *    first command runs.
+ *  - After any connection-level error the connection is dropped, never
+ *    reused (hiredis leaves it in an undefined state).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "chorus/embedded.h"
+#include "chorus/log.h"
+#include "chorus/state.h"
+
+struct chorus_state_s {
+        const chorus_config_t *cfg;
+        redisContext *ctx;
+
+        char batch_id[64];
+        char *cmds; /* formatted RESP commands of the batch */
+        size_t cmds_len, cmds_cap;
+        size_t n_cmds;
+
+        redisReply **replies;
+        size_t n_replies, replies_cap;
+
+        char window_ms[24], retention_ms[24];
+};
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+int64_t chorus_bucket_of(int64_t t, int64_t resolution_ms) {
+        return (t / resolution_ms) * resolution_ms;
+}
+
+void chorus_format_double(char *buf, size_t size, double v) {
+        snprintf(buf, size, "%.17g", v);
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
+        size_t ncap;
+        void *np;
+
+        if (need <= *cap)
+                return p;
+        ncap = *cap ? *cap : 16;
+        while (ncap < need)
+                ncap *= 2;
+        np = realloc(p, ncap * elem);
+        if (!np) {
+                fprintf(stderr, "chorus: out of memory\n");
+                abort();
+        }
+        *cap = ncap;
+        return np;
+}
+
+static void free_replies(chorus_state_t *st) {
+        for (size_t i = 0; i < st->n_replies; i++)
+                if (st->replies[i])
+                        freeReplyObject(st->replies[i]);
+        st->n_replies = 0;
+}
+
+static void drop_connection(chorus_state_t *st) {
+        if (st->ctx) {
+                redisFree(st->ctx);
+                st->ctx = NULL;
+        }
+}
+
+/* Runs one command outside a batch and checks for an error reply. */
+static chorus_err_t simple_command(chorus_state_t *st, int argc, const char **argv, char *errstr,
+                                   size_t errstr_size) {
+        redisReply *r = redisCommandArgv(st->ctx, argc, argv, NULL);
+
+        if (!r) {
+                snprintf(errstr, errstr_size, "redis %s: %s", argv[0], st->ctx->errstr);
+                drop_connection(st);
+                return CHORUS_ERR_REDIS;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis %s: %s", argv[0], r->str);
+                freeReplyObject(r);
+                return CHORUS_ERR_REDIS;
+        }
+        freeReplyObject(r);
+        return CHORUS_OK;
+}
+
+chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t errstr_size) {
+        const chorus_config_t *cfg = st->cfg;
+        struct timeval tv = {cfg->redis_timeout_ms / 1000, (cfg->redis_timeout_ms % 1000) * 1000};
+        const char *lua = chorus_embedded_get("chorus.lua");
+        chorus_err_t err;
+
+        drop_connection(st);
+        st->ctx = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
+        if (!st->ctx || st->ctx->err) {
+                snprintf(errstr, errstr_size, "redis connect %s:%d: %s", cfg->redis_host,
+                         cfg->redis_port, st->ctx ? st->ctx->errstr : "out of memory");
+                drop_connection(st);
+                return CHORUS_ERR_REDIS;
+        }
+        redisSetTimeout(st->ctx, tv);
+        redisEnableKeepAlive(st->ctx);
+
+        if (cfg->redis_password && *cfg->redis_password) {
+                const char *argv[] = {"AUTH", cfg->redis_password};
+                if ((err = simple_command(st, 2, argv, errstr, errstr_size)))
+                        goto fail;
+        }
+        if (cfg->redis_db) {
+                char db[16];
+                const char *argv[] = {"SELECT", db};
+                snprintf(db, sizeof(db), "%d", cfg->redis_db);
+                if ((err = simple_command(st, 2, argv, errstr, errstr_size)))
+                        goto fail;
+        }
+        {
+                const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", lua};
+                if ((err = simple_command(st, 4, argv, errstr, errstr_size)))
+                        goto fail;
+        }
+        return CHORUS_OK;
+
+fail:
+        drop_connection(st);
+        return err;
+}
+
+chorus_state_t *chorus_state_new(const chorus_config_t *cfg, char *errstr, size_t errstr_size) {
+        chorus_state_t *st = calloc(1, sizeof(*st));
+
+        if (!st) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        st->cfg = cfg;
+        snprintf(st->window_ms, sizeof(st->window_ms), "%lld",
+                 (long long)cfg->window_days * 86400000LL);
+        snprintf(st->retention_ms, sizeof(st->retention_ms), "%lld",
+                 (long long)cfg->retention_days * 86400000LL);
+        if (chorus_state_reconnect(st, errstr, errstr_size)) {
+                chorus_state_destroy(st);
+                return NULL;
+        }
+        return st;
+}
+
+void chorus_state_destroy(chorus_state_t *st) {
+        if (!st)
+                return;
+        free_replies(st);
+        free(st->replies);
+        free(st->cmds);
+        drop_connection(st);
+        free(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                             */
+/* ------------------------------------------------------------------ */
+
+void chorus_state_batch_begin(chorus_state_t *st, const char *batch_id) {
+        free_replies(st);
+        st->cmds_len = 0;
+        st->n_cmds = 0;
+        snprintf(st->batch_id, sizeof(st->batch_id), "%s", batch_id);
+}
+
+size_t chorus_state_batch_size(const chorus_state_t *st) {
+        return st->n_cmds;
+}
+
+static void append_command(chorus_state_t *st, int argc, const char **argv) {
+        char *cmd = NULL;
+        long long len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+
+        if (len < 0 || !cmd) {
+                fprintf(stderr, "chorus: out of memory formatting a Redis command\n");
+                abort();
+        }
+        st->cmds = grow(st->cmds, &st->cmds_cap, st->cmds_len + (size_t)len, 1);
+        memcpy(st->cmds + st->cmds_len, cmd, (size_t)len);
+        st->cmds_len += (size_t)len;
+        st->n_cmds++;
+        redisFreeCommand(cmd);
+}
+
+static void base_key(const chorus_state_t *st, char *buf, size_t size, const char *series) {
+        snprintf(buf, size, "%s:{%s}", st->cfg->redis_prefix, series);
+}
+
+void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const char *topic,
+                             int32_t partition, int64_t offset, int64_t bucket) {
+        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32];
+        const char *argv[] = {"FCALL", "chorus_actual", "1", base, wm, off, b, obs, val,
+                              st->retention_ms};
+
+        base_key(st, base, sizeof(base), a->series);
+        snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
+        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        snprintf(b, sizeof(b), "%lld", (long long)bucket);
+        snprintf(obs, sizeof(obs), "%lld", (long long)a->observed_at);
+        chorus_format_double(val, sizeof(val), a->value);
+        append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
+void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *p,
+                                 const char *topic, int32_t partition, int64_t offset,
+                                 int64_t bucket, int force, int want_expected) {
+        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], iss[24], val[32];
+        char lo[32] = "", hi[32] = "";
+        char record[CHORUS_TEXT_MAX + 160];
+        const char *argv[] = {"FCALL", "chorus_prediction", "1", base, wm, off, st->batch_id,
+                              force ? "1" : "0", p->horizon, p->model_id, b, iss, val, record,
+                              st->window_ms, st->retention_ms, want_expected ? "1" : "0"};
+
+        base_key(st, base, sizeof(base), p->series);
+        snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
+        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        snprintf(b, sizeof(b), "%lld", (long long)bucket);
+        snprintf(iss, sizeof(iss), "%lld", (long long)p->issued_at);
+        chorus_format_double(val, sizeof(val), p->value);
+        if (p->has_lower)
+                chorus_format_double(lo, sizeof(lo), p->lower);
+        if (p->has_upper)
+                chorus_format_double(hi, sizeof(hi), p->upper);
+        /* issued_at and value first: the functions read them by position.
+         * The model version goes last because it is free text. */
+        snprintf(record, sizeof(record), "%s|%s|%s|%s|%s%s", iss, val, lo, hi,
+                 p->has_model_version ? "v" : "-", p->has_model_version ? p->model_version : "");
+        append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
+chorus_err_t chorus_state_batch_exec(chorus_state_t *st, char *errstr, size_t errstr_size) {
+        free_replies(st);
+        if (st->n_cmds == 0)
+                return CHORUS_OK;
+        if (!st->ctx) {
+                chorus_err_t err = chorus_state_reconnect(st, errstr, errstr_size);
+                if (err)
+                        return err;
+        }
+        if (redisAppendFormattedCommand(st->ctx, st->cmds, st->cmds_len) != REDIS_OK)
+                goto io_error;
+        st->replies = grow(st->replies, &st->replies_cap, st->n_cmds, sizeof(*st->replies));
+        for (size_t i = 0; i < st->n_cmds; i++) {
+                void *reply = NULL;
+                if (redisGetReply(st->ctx, &reply) != REDIS_OK || !reply)
+                        goto io_error;
+                st->replies[st->n_replies++] = reply;
+        }
+        return CHORUS_OK;
+
+io_error:
+        snprintf(errstr, errstr_size, "redis pipeline of %zu commands: %s", st->n_cmds,
+                 st->ctx->errstr[0] ? st->ctx->errstr : "connection lost");
+        free_replies(st);
+        drop_connection(st);
+        return CHORUS_ERR_REDIS;
+}
+
+const redisReply *chorus_state_batch_reply(const chorus_state_t *st, size_t i) {
+        return i < st->n_replies ? st->replies[i] : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies                                                             */
+/* ------------------------------------------------------------------ */
+
+chorus_apply_status_t chorus_state_reply_status(const redisReply *r) {
+        static const struct {
+                const char *name;
+                chorus_apply_status_t status;
+        } names[] = {
+            {"applied", CHORUS_APPLY_APPLIED},   {"duplicate", CHORUS_APPLY_DUPLICATE},
+            {"stale", CHORUS_APPLY_STALE},       {"replayed", CHORUS_APPLY_REPLAYED},
+            {"hold", CHORUS_APPLY_HOLD},
+        };
+
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+            r->element[0]->type != REDIS_REPLY_STRING)
+                return CHORUS_APPLY_ERROR;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (!strcmp(r->element[0]->str, names[i].name))
+                        return names[i].status;
+        return CHORUS_APPLY_ERROR;
+}
+
+static int parse_double(const redisReply *r, double *out) {
+        char *end;
+
+        if (r->type != REDIS_REPLY_STRING || r->len == 0)
+                return -1;
+        errno = 0;
+        *out = strtod(r->str, &end);
+        return (*end || errno == ERANGE || !isfinite(*out)) ? -1 : 0;
+}
+
+static int parse_int(const redisReply *r, int64_t *out) {
+        char *end;
+
+        if (r->type == REDIS_REPLY_INTEGER) {
+                *out = r->integer;
+                return 0;
+        }
+        if (r->type != REDIS_REPLY_STRING || r->len == 0)
+                return -1;
+        errno = 0;
+        *out = strtoll(r->str, &end, 10);
+        return (*end || errno) ? -1 : 0;
+}
+
+static int cmp_model(const void *a, const void *b) {
+        return strcmp(((const chorus_group_model_t *)a)->model,
+                      ((const chorus_group_model_t *)b)->model);
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void chorus_group_scratch_destroy(chorus_group_scratch_t *s) {
+        free(s->models);
+        free(s->points);
+        free(s->publishers);
+        free(s->actuals);
+        memset(s, 0, sizeof(*s));
+}
+
+chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, const char *horizon,
+                                      int64_t bucket, chorus_group_scratch_t *s,
+                                      chorus_group_view_t *view) {
+        const redisReply *models, *scores, *actuals, *publishers;
+        size_t n_models, n_points = 0;
+
+        /* {'applied', revision, asof, models, scores, actuals, expected} */
+        if (chorus_state_reply_status(r) != CHORUS_APPLY_APPLIED || r->elements != 7)
+                return CHORUS_ERR_STATE;
+        models = r->element[3];
+        scores = r->element[4];
+        actuals = r->element[5];
+        publishers = r->element[6];
+        if (models->type != REDIS_REPLY_ARRAY || scores->type != REDIS_REPLY_ARRAY ||
+            actuals->type != REDIS_REPLY_ARRAY || publishers->type != REDIS_REPLY_ARRAY ||
+            models->elements % 3 || actuals->elements % 2 ||
+            scores->elements != models->elements / 3 || models->elements == 0)
+                return CHORUS_ERR_STATE;
+
+        memset(view, 0, sizeof(*view));
+        view->series = series;
+        view->horizon = horizon;
+        view->bucket = bucket;
+        if (parse_int(r->element[1], &view->revision) || parse_int(r->element[2], &view->issued_at))
+                return CHORUS_ERR_STATE;
+
+        n_models = models->elements / 3;
+        for (size_t i = 0; i < n_models; i++) {
+                if (scores->element[i]->type != REDIS_REPLY_ARRAY ||
+                    scores->element[i]->elements % 2)
+                        return CHORUS_ERR_STATE;
+                n_points += scores->element[i]->elements / 2;
+        }
+        s->models = grow(s->models, &s->models_cap, n_models, sizeof(*s->models));
+        s->points = grow(s->points, &s->points_cap, n_points + 1, sizeof(*s->points));
+
+        n_points = 0;
+        for (size_t i = 0; i < n_models; i++) {
+                chorus_group_model_t *m = &s->models[i];
+                const redisReply *sc = scores->element[i];
+
+                if (models->element[3 * i]->type != REDIS_REPLY_STRING)
+                        return CHORUS_ERR_STATE;
+                m->model = models->element[3 * i]->str;
+                if (parse_int(models->element[3 * i + 1], &m->issued_at) ||
+                    parse_double(models->element[3 * i + 2], &m->value))
+                        return CHORUS_ERR_STATE;
+                m->points = &s->points[n_points];
+                m->n_points = sc->elements / 2;
+                for (size_t j = 0; j < m->n_points; j++) {
+                        chorus_scored_point_t *pt = &m->points[j];
+                        pt->bucket = 0; /* not returned: only the order matters */
+                        if (parse_double(sc->element[2 * j], &pt->prediction) ||
+                            parse_double(sc->element[2 * j + 1], &pt->actual))
+                                return CHORUS_ERR_STATE;
+                }
+                n_points += m->n_points;
+        }
+        qsort(s->models, n_models, sizeof(*s->models), cmp_model);
+        view->models = s->models;
+        view->n_models = n_models;
+
+        s->actuals = grow(s->actuals, &s->actuals_cap, actuals->elements / 2 + 1,
+                          sizeof(*s->actuals));
+        for (size_t j = 0; j < actuals->elements / 2; j++)
+                if (parse_int(actuals->element[2 * j], &s->actuals[j].bucket) ||
+                    parse_double(actuals->element[2 * j + 1], &s->actuals[j].value))
+                        return CHORUS_ERR_STATE;
+        view->actuals = s->actuals;
+        view->n_actuals = actuals->elements / 2;
+
+        s->publishers = grow(s->publishers, &s->publishers_cap, publishers->elements + 1,
+                             sizeof(*s->publishers));
+        for (size_t j = 0; j < publishers->elements; j++) {
+                if (publishers->element[j]->type != REDIS_REPLY_STRING)
+                        return CHORUS_ERR_STATE;
+                s->publishers[j] = publishers->element[j]->str;
+        }
+        qsort(s->publishers, publishers->elements, sizeof(*s->publishers), cmp_str);
+        view->publishers = s->publishers;
+        view->n_publishers = publishers->elements;
+        return CHORUS_OK;
+}
+
+chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,
+                                      const char *model, int64_t asof, chorus_model_stats_t *out) {
+        char base[CHORUS_NAME_MAX + 64], at[24], errstr[256];
+        const char *argv[] = {"FCALL", "chorus_model_window", "1", base, horizon, model, at,
+                              st->window_ms};
+        chorus_scored_point_t *points = NULL;
+        const redisReply *list;
+        redisReply *r;
+        chorus_err_t err = CHORUS_OK;
+
+        if (!st->ctx && chorus_state_reconnect(st, errstr, sizeof(errstr)))
+                return CHORUS_ERR_REDIS;
+        base_key(st, base, sizeof(base), series);
+        snprintf(at, sizeof(at), "%lld", (long long)asof);
+        if (!(r = redisCommandArgv(st->ctx, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL))) {
+                drop_connection(st);
+                return CHORUS_ERR_REDIS;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+            (list = r->element[0])->type != REDIS_REPLY_ARRAY || list->elements % 2) {
+                freeReplyObject(r);
+                return CHORUS_ERR_STATE;
+        }
+        points = calloc(list->elements / 2 + 1, sizeof(*points));
+        if (!points) {
+                freeReplyObject(r);
+                return CHORUS_ERR_NOMEM;
+        }
+        for (size_t j = 0; j < list->elements / 2 && !err; j++)
+                if (parse_double(list->element[2 * j], &points[j].prediction) ||
+                    parse_double(list->element[2 * j + 1], &points[j].actual))
+                        err = CHORUS_ERR_STATE;
+        if (!err)
+                chorus_score_stats(points, list->elements / 2, out);
+        free(points);
+        freeReplyObject(r);
+        return err;
+}
