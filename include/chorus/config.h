@@ -12,7 +12,9 @@
  * a name segment, the name is written verbatim between the fixed parts:
  * CHORUS_SERIES_BRK.B_MIN=20. Precedence: defaults < file < environment.
  * The seed system's variables ENABLE_<MODEL>, ENSEMBLE_MODEL_COUNT,
- * ENSEMBLE_OPTIMIZATION_METHOD are honoured as in SPEC §8.
+ * ENSEMBLE_OPTIMIZATION_METHOD, CANARY_SYMBOLS are honoured as in SPEC §8;
+ * they are applied before the CHORUS_* variables, so a CHORUS_* variable
+ * wins over the seed variable it overlaps.
  *
  * Keys under `kafka.` are passed to librdkafka (rd_kafka_conf_set); a key
  * librdkafka rejects is a configuration error.
@@ -63,7 +65,7 @@ typedef struct chorus_topic_conf {
         char name[250];             /**< topic.<role> */
         chorus_framing_t framing;   /**< topic.<role>.framing: confluent|bare */
         int32_t schema_id;          /**< topic.<role>.schema_id: id written / assumed for bare */
-        chorus_record_type_t type;  /**< fixed by the role */
+        chorus_record_type_t type;  /**< fixed by the role; __COUNT for dlq (raw) */
 } chorus_topic_conf_t;
 
 /** Per-series settings: series.<name>.{min,max,resolution}. */
@@ -84,7 +86,7 @@ typedef struct chorus_horizon_conf {
 /** A writer schema registered by id: schema.<id>.record, schema.<id>.file. */
 typedef struct chorus_schema_conf {
         int32_t id;
-        chorus_record_type_t type;
+        chorus_record_type_t type; /**< CHORUS_RECORD__COUNT until set; finalize requires it */
         char *file;
 } chorus_schema_conf_t;
 
@@ -115,6 +117,9 @@ typedef struct chorus_config {
         int64_t resolution_ms;    /**< resolution.default (1d), accepts 1h, 15m, 86400000 */
 
         chorus_weights_method_t weights_method; /**< weights.method (exp_inv_mape) */
+        /** weights.method as configured ("simple_avg" stays "simple_avg"): the value
+         *  EnsembleForecast.weighting_method carries (SPEC §3: "the method configured"). */
+        char weights_method_name[32];
         int weights_min_samples;                /**< weights.min_samples (5) */
 
         int validation_min_samples;            /**< validation.min_samples (10) */
@@ -139,8 +144,16 @@ typedef struct chorus_config {
 
         int batch_max_records; /**< batch.max_records (1000) */
         int batch_max_wait_ms; /**< batch.max_wait_ms (100) */
+        /** join.max_wait_ms (5000): how long (wall clock) a prediction may be held
+         *  waiting for its series' actuals to catch up to its issued_at (SPEC §9.2). */
+        int join_max_wait_ms;
 
-        int log_level; /**< log.level (info) */
+        int log_level; /**< log.level (info): a chorus_log_level_t, for the caller to apply */
+
+        /** rollout.canary_series / CANARY_SYMBOLS: sorted, unique. Stored only:
+         *  rollout (SPEC §8) is a later feature. */
+        size_t n_canary_series;
+        chorus_name_t *canary_series;
 } chorus_config_t;
 
 /** @brief Allocate a config holding every default. Never NULL (aborts on OOM). */
@@ -152,7 +165,7 @@ void chorus_config_destroy(chorus_config_t *cfg);
 /**
  * @brief Set one key from its string form (file line or env value).
  * @returns CHORUS_OK or CHORUS_ERR_CONFIG; @p errstr names the key and the
- *          allowed range or values, e.g. `weights.min_samples: 0 is out of range [1, 100000]`.
+ *          allowed range or values, e.g. `weights.min_samples: 0 is out of range [1, 1000000]`.
  */
 chorus_err_t chorus_config_set(chorus_config_t *cfg, const char *key, const char *value,
                                char *errstr, size_t errstr_size);
@@ -160,6 +173,14 @@ chorus_err_t chorus_config_set(chorus_config_t *cfg, const char *key, const char
 /** @brief Read a config file. Errors name the file, line and key. */
 chorus_err_t chorus_config_load_file(chorus_config_t *cfg, const char *path, char *errstr,
                                      size_t errstr_size);
+
+/**
+ * @brief Parse @p len bytes of config-file text (need not be NUL-terminated).
+ * @param name  the name errors use in place of a file name ("FILE:LINE: ...").
+ * @remark On error @p cfg holds the lines before the bad one; destroy it.
+ */
+chorus_err_t chorus_config_load_buffer(chorus_config_t *cfg, const char *text, size_t len,
+                                       const char *name, char *errstr, size_t errstr_size);
 
 /** @brief Apply CHORUS_* and the seed variables from @p envp (NULL-terminated). */
 chorus_err_t chorus_config_load_env(chorus_config_t *cfg, char **envp, char *errstr,
@@ -189,7 +210,13 @@ const chorus_name_t *chorus_config_expected_models(const chorus_config_t *cfg, c
 /** @returns non-zero if @p horizon is allowed (always, when no list is configured). */
 int chorus_config_horizon_allowed(const chorus_config_t *cfg, const char *horizon);
 
-/** @returns the weighting method's name as configured ("exp_inv_mape", ...). */
+/**
+ * @returns the canonical name of @p m ("exp_inv_mape", "equal", "inv_mape",
+ *          "inv_mse"), or "unknown".
+ * @remark  The alias "simple_avg" maps to CHORUS_WEIGHTS_EQUAL, so this returns
+ *          "equal" for it; the name as configured, which is what forecasts
+ *          carry, is cfg->weights_method_name.
+ */
 const char *chorus_weights_method_name(chorus_weights_method_t m);
 
 /** @brief Write the Markdown configuration reference generated from the table
