@@ -28,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -43,6 +45,10 @@ _Static_assert(sizeof(int) == sizeof(int32_t), "int width");
 #define KEY_MAX_SEGS   8
 #define FILE_MAX_BYTES (4u << 20) /* a config file is small; this bounds a mistake */
 #define SHOW_MAX       96         /* bytes of user text echoed in a message */
+
+/* SPEC §1, as every message about a bad series, horizon or model name says it. */
+static const char name_rules[] = "(1 to 128 bytes of UTF-8 without whitespace, control "
+                                 "characters or '|', not starting with \"__\")";
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
@@ -360,10 +366,8 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                 if (chorus_name_check(ref->name, strlen(ref->name)) == CHORUS_OK)
                         return 0;
                 show(ref->name, shown, sizeof(shown));
-                seterr(errstr, errstr_size,
-                       "%s: \"%s\" is not a valid %s name (1 to 128 bytes of UTF-8 without "
-                       "whitespace, control characters or '|', not starting with \"__\")",
-                       ref->prop->name, shown, scope_noun(ref->prop->scope));
+                seterr(errstr, errstr_size, "%s: \"%s\" is not a valid %s name %s", ref->prop->name,
+                       shown, scope_noun(ref->prop->scope), name_rules);
                 return -1;
         case CONF_SCOPE_SCHEMA:
                 if (parse_schema_id(ref->name, &ref->id) == 0)
@@ -660,10 +664,8 @@ static int parse_names(const conf_prop_t *prop, const char *key, const char *s, 
                 }
                 if (chorus_name_check(start, (size_t)(stop - start)) != CHORUS_OK) {
                         show_n(start, (size_t)(stop - start), shown, sizeof(shown));
-                        seterr(errstr, errstr_size,
-                               "%s: \"%s\" is not a valid name (1 to 128 bytes of UTF-8 without "
-                               "whitespace, control characters or '|', not starting with \"__\")",
-                               key, shown);
+                        seterr(errstr, errstr_size, "%s: \"%s\" is not a valid name %s", key, shown,
+                               name_rules);
                         goto fail;
                 }
                 memcpy(names[n], start, (size_t)(stop - start));
@@ -1392,12 +1394,11 @@ static chorus_err_t apply_chorus_var(chorus_config_t *cfg, const char *entry, ch
                 ref.name = name = cand;
         }
         if (!ref.prop) {
-                char sugg[320] = "", env[256];
+                char sugg[320] = "", env[256], typed[256];
                 size_t best = 3;
+                snprintf(typed, sizeof(typed), "%.*s", (int)(eq - entry), entry);
                 for (size_t i = 0; i < chorus_conf_props_cnt; i++) {
                         chorus_conf_prop_envname(&chorus_conf_props[i], env, sizeof(env));
-                        char typed[256];
-                        snprintf(typed, sizeof(typed), "%.*s", (int)(eq - entry), entry);
                         size_t d = edit_distance(typed, env);
                         if (d < best) {
                                 best = d;
@@ -1478,7 +1479,7 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
         for (size_t i = 0; i < cfg->n_schemas; i++) {
                 const chorus_schema_conf_t *sc = &cfg->schemas[i];
                 struct stat st;
-                FILE *fp;
+                int fd, bad;
 
                 if (sc->type == CHORUS_RECORD__COUNT || !sc->file) {
                         seterr(errstr, errstr_size,
@@ -1489,21 +1490,23 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                         return CHORUS_ERR_CONFIG;
                 }
                 show(sc->file, shown, sizeof(shown));
-                fp = fopen(sc->file, "r");
-                if (!fp) {
+                /* O_NONBLOCK: a FIFO given by mistake must fail the check,
+                 * not hang check-config waiting for a writer. */
+                fd = open(sc->file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0) {
                         seterr(errstr, errstr_size,
                                "schema.%" PRId32 ".file: cannot read \"%s\": %s", sc->id, shown,
                                strerror(errno));
                         return CHORUS_ERR_CONFIG;
                 }
-                if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode) || st.st_size == 0) {
-                        fclose(fp);
+                bad = fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size == 0;
+                close(fd);
+                if (bad) {
                         seterr(errstr, errstr_size,
                                "schema.%" PRId32 ".file: \"%s\" is not a non-empty regular file",
                                sc->id, shown);
                         return CHORUS_ERR_CONFIG;
                 }
-                fclose(fp);
         }
         /* A topic's schema id must not name a schema of another record type. */
         for (int r = 0; r < CHORUS_TOPIC__COUNT; r++) {
