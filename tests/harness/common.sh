@@ -18,6 +18,7 @@
 # Nothing here is exported: chorus reads every CHORUS_<KEY> variable as a
 # configuration override, so the harness keeps its own settings out of the
 # environment of the processes it starts (only CHORUS_TEST_* is safe there).
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CHORUS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CHORUS_CACHE_DIR="${CHORUS_CACHE_DIR:-${HOME:-/tmp}/.cache/chorus}"
 CHORUS_TIMEOUT_MULT="${CHORUS_TIMEOUT_MULT:-1}"

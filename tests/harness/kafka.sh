@@ -67,7 +67,8 @@ cmd_fetch() {
 				-Dkafka.version="$v" \
 				dependency:copy-dependencies \
 				-DincludeScope=runtime \
-				-DoutputDirectory="$tmp" </dev/null >&2) &&
+				-DoutputDirectory="$tmp" </dev/null 2>&1 |
+				sed 's/\x1b\[[0-9;]*m//g' >&2) &&
 			compgen -G "$tmp/kafka_2.13-$v.jar" >/dev/null; then
 			touch "$tmp/.complete"
 			rm -rf -- "$dest/libs"
@@ -77,6 +78,7 @@ cmd_fetch() {
 		fi
 		chorus_log "kafka: could not fetch Kafka $v"
 		rm -rf -- "$tmp"
+		rmdir -- "$dest" 2>/dev/null || true
 	done
 	chorus_die "could not fetch any of the Kafka versions: $KAFKA_VERSIONS"
 }
