@@ -13,6 +13,8 @@
  *     tables below (one row per struct member). chorus_codec_new() checks
  *     every row against the embedded reader schema, so a schema edit that
  *     breaks the mapping fails at startup rather than per record.
+ *   - Prediction, Actual, IndicatorObservation and EnsembleForecast decode
+ *     into their structs; every table type encodes.
  *   - Decoding maps writer fields to struct members by name: fields a newer
  *     writer added are skipped, fields an older writer lacks take the default
  *     from the reader schema JSON (Avro-C drops defaults when it parses), and
@@ -137,7 +139,7 @@ static const struct tdesc {
     [CHORUS_RECORD_FEATURE_IMPORTANCE] = {"feature_importance.avsc", "FeatureImportance", NULL, 0,
                                           0, 0},
     [CHORUS_RECORD_FORECAST] = {"ensemble_forecast.avsc", "EnsembleForecast",
-                                TABLE(forecast_fields), sizeof(chorus_forecast_t), 0},
+                                TABLE(forecast_fields), sizeof(chorus_forecast_t), 1},
     [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", NULL, 0, 0, 0},
     [CHORUS_RECORD_REGIME_CHANGE] = {"regime_change.avsc", "RegimeChange", NULL, 0, 0, 0},
     [CHORUS_RECORD_VALIDATION_WINDOW] = {"validation_window.avsc", "ValidationWindow", NULL, 0, 0,
@@ -624,11 +626,8 @@ static void scalar_from_value(avro_value_t *v, scalar_t *sc) {
          * directly in Avro, so one step is enough; the bound is belt and
          * braces. */
         for (int i = 0; i < 4 && avro_value_get_type(v) == AVRO_UNION; i++) {
-                if (avro_value_get_current_branch(v, &branch)) {
-                        sc->t = S_OTHER;
-                        sc->other = "union";
-                        return;
-                }
+                if (avro_value_get_current_branch(v, &branch))
+                        break;
                 *v = branch;
         }
         switch (avro_value_get_type(v)) {
@@ -815,6 +814,160 @@ present:
         return CHORUS_OK;
 }
 
+/* Resolve a writer union to its current branch. */
+static void unwrap(avro_value_t *v) {
+        avro_value_t branch;
+
+        for (int i = 0; i < 4 && avro_value_get_type(v) == AVRO_UNION; i++) {
+                if (avro_value_get_current_branch(v, &branch))
+                        return;
+                *v = branch;
+        }
+}
+
+/* models_expected / models_present: array<string> into chorus_name_t[]. */
+static chorus_err_t store_names(const fdesc_t *fd, avro_value_t *v, chorus_forecast_t *fc,
+                                char *errstr, size_t errstr_size) {
+        chorus_name_t *names = fd->kind == K_PRESENT ? fc->present : fc->expected;
+        size_t *n = fd->kind == K_PRESENT ? &fc->n_present : &fc->n_expected;
+        char why[160];
+        chorus_err_t err;
+        size_t count;
+
+        unwrap(v);
+        if (avro_value_get_type(v) != AVRO_ARRAY || avro_value_get_size(v, &count)) {
+                chorus_codec_seterr(errstr, errstr_size, "field %s: not an array", fd->name);
+                return CHORUS_ERR_MALFORMED;
+        }
+        if (count > CHORUS_MAX_MODELS) {
+                chorus_codec_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d",
+                                    fd->name, count, CHORUS_MAX_MODELS);
+                return CHORUS_ERR_ABSURD_LENGTH;
+        }
+        for (size_t i = 0; i < count; i++) {
+                scalar_t sc = {0};
+                avro_value_t e;
+
+                if (avro_value_get_by_index(v, i, &e, NULL))
+                        return CHORUS_ERR_MALFORMED;
+                scalar_from_value(&e, &sc);
+                if (sc.t != S_STR) {
+                        chorus_codec_seterr(errstr, errstr_size, "field %s[%zu]: not a string",
+                                            fd->name, i);
+                        return CHORUS_ERR_MALFORMED;
+                }
+                if (sc.n > CHORUS_NAME_MAX) {
+                        chorus_codec_seterr(errstr, errstr_size,
+                                            "field %s[%zu]: %zu bytes exceeds %d", fd->name, i,
+                                            sc.n, CHORUS_NAME_MAX);
+                        return CHORUS_ERR_ABSURD_LENGTH;
+                }
+                if ((err = chorus_codec_name_explain(sc.s, sc.n, why, sizeof(why)))) {
+                        chorus_codec_seterr(errstr, errstr_size, "field %s[%zu]: %s", fd->name, i,
+                                            why);
+                        return err;
+                }
+                memcpy(names[i], sc.s, sc.n);
+                names[i][sc.n] = '\0';
+        }
+        *n = count;
+        return CHORUS_OK;
+}
+
+/* weights: map<double> into weight[], aligned with present[] (decoded first). */
+static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_forecast_t *fc,
+                                  char *errstr, size_t errstr_size) {
+        size_t count;
+
+        unwrap(v);
+        if (avro_value_get_type(v) != AVRO_MAP || avro_value_get_size(v, &count)) {
+                chorus_codec_seterr(errstr, errstr_size, "field %s: not a map", fd->name);
+                return CHORUS_ERR_MALFORMED;
+        }
+        if (count != fc->n_present) {
+                chorus_codec_seterr(errstr, errstr_size,
+                                    "field %s: %zu entries for %zu models present", fd->name, count,
+                                    fc->n_present);
+                return count > CHORUS_MAX_MODELS ? CHORUS_ERR_ABSURD_LENGTH : CHORUS_ERR_MALFORMED;
+        }
+        for (size_t i = 0; i < fc->n_present; i++) {
+                scalar_t sc = {0};
+                avro_value_t e;
+
+                if (avro_value_get_by_name(v, fc->present[i], &e, NULL)) {
+                        chorus_codec_seterr(errstr, errstr_size, "field %s: no entry for %s",
+                                            fd->name, fc->present[i]);
+                        return CHORUS_ERR_MALFORMED;
+                }
+                scalar_from_value(&e, &sc);
+                if (sc.t == S_LONG) {
+                        sc.t = S_DOUBLE;
+                        sc.d = (double)sc.l;
+                }
+                if (sc.t != S_DOUBLE) {
+                        chorus_codec_seterr(errstr, errstr_size, "field %s: %s is not a number",
+                                            fd->name, fc->present[i]);
+                        return CHORUS_ERR_MALFORMED;
+                }
+                if (!isfinite(sc.d)) {
+                        chorus_codec_seterr(errstr, errstr_size, "field %s: %s is not finite",
+                                            fd->name, fc->present[i]);
+                        return CHORUS_ERR_NON_FINITE;
+                }
+                fc->weight[i] = sc.d;
+        }
+        return CHORUS_OK;
+}
+
+static chorus_err_t store_fallback(const fdesc_t *fd, const scalar_t *sc, chorus_forecast_t *fc,
+                                   char *errstr, size_t errstr_size) {
+        static const chorus_fallback_t all[] = {
+            CHORUS_FALLBACK_COLD_START, CHORUS_FALLBACK_OVERFITTING, CHORUS_FALLBACK_ROLLBACK};
+
+        fc->fallback = CHORUS_FALLBACK_NONE;
+        if (sc->t == S_NULL)
+                return CHORUS_OK;
+        if (sc->t == S_STR)
+                for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+                        if (strlen(fallback_str(all[i])) == sc->n &&
+                            !memcmp(fallback_str(all[i]), sc->s, sc->n)) {
+                                fc->fallback = all[i];
+                                return CHORUS_OK;
+                        }
+        chorus_codec_seterr(errstr, errstr_size, "field %s: not a known fallback", fd->name);
+        return CHORUS_ERR_MALFORMED;
+}
+
+/* Decode table row @p i from writer value @p rec (or the reader default). */
+static chorus_err_t decode_field(const writer_t *w, const rtype_t *rt, size_t i, avro_value_t *rec,
+                                 void *out, char *errstr, size_t errstr_size) {
+        const fdesc_t *fd = &types[w->type].fields[i];
+        scalar_t sc = {0};
+        avro_value_t fv;
+
+        if (w->idx[i] < 0) {
+                scalar_from_json(rt->def[i], &sc);
+                return store(fd, &sc, out, errstr, errstr_size);
+        }
+        if (avro_value_get_by_index(rec, (size_t)w->idx[i], &fv, NULL)) {
+                chorus_codec_seterr(errstr, errstr_size, "field %s: missing", fd->name);
+                return CHORUS_ERR_MALFORMED;
+        }
+        switch (fd->kind) {
+        case K_EXPECTED:
+        case K_PRESENT:
+                return store_names(fd, &fv, out, errstr, errstr_size);
+        case K_WEIGHTS:
+                return store_weights(fd, &fv, out, errstr, errstr_size);
+        case K_FALLBACK:
+                scalar_from_value(&fv, &sc);
+                return store_fallback(fd, &sc, out, errstr, errstr_size);
+        default:
+                scalar_from_value(&fv, &sc);
+                return store(fd, &sc, out, errstr, errstr_size);
+        }
+}
+
 chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t type,
                                  chorus_framing_t framing, int32_t bare_schema_id, const void *data,
                                  size_t len, void *out, int32_t *schema_id_out, char *errstr,
@@ -887,24 +1040,15 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
         }
 
         memset(out, 0, td->struct_size);
-        for (size_t i = 0; i < td->n_fields; i++) {
-                const fdesc_t *fd = &td->fields[i];
-                scalar_t sc = {0};
-
-                if (w->idx[i] >= 0) {
-                        avro_value_t fv;
-                        if (avro_value_get_by_index(&w->value, (size_t)w->idx[i], &fv, NULL)) {
-                                chorus_codec_seterr(errstr, errstr_size, "field %s: missing",
-                                                    fd->name);
-                                return CHORUS_ERR_MALFORMED;
-                        }
-                        scalar_from_value(&fv, &sc);
-                } else {
-                        scalar_from_json(rt->def[i], &sc);
+        /* Two passes: weights are keyed by the models of models_present, which
+         * comes later in the schema. */
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < td->n_fields; i++) {
+                        if ((td->fields[i].kind == K_WEIGHTS) != pass)
+                                continue;
+                        if ((err = decode_field(w, rt, i, &w->value, out, errstr, errstr_size)))
+                                return err;
                 }
-                if ((err = store(fd, &sc, out, errstr, errstr_size)))
-                        return err;
-        }
         return CHORUS_OK;
 }
 

@@ -393,7 +393,12 @@ static chorus_forecast_t mk_forecast(void) {
         return f;
 }
 
-static void bb_forecast(bb_t *b, const chorus_forecast_t *f, const char *fallback) {
+/* An EnsembleForecast body; the weights map uses @p keys (n_keys of them)
+ * instead of present[] when @p keys is non-NULL. */
+static void bb_forecast_keys(bb_t *b, const chorus_forecast_t *f, const char *fallback,
+                             const char *const *keys, size_t n_keys) {
+        size_t nk = keys ? n_keys : f->n_present;
+
         bb_str(b, f->series);
         bb_str(b, f->horizon);
         bb_long(b, f->target_time);
@@ -401,10 +406,10 @@ static void bb_forecast(bb_t *b, const chorus_forecast_t *f, const char *fallbac
         bb_long(b, f->revision);
         bb_double(b, f->value);
         bb_double(b, f->raw_value);
-        if (f->n_present) {
-                bb_long(b, (int64_t)f->n_present);
-                for (size_t i = 0; i < f->n_present; i++) {
-                        bb_str(b, f->present[i]);
+        if (nk) {
+                bb_long(b, (int64_t)nk);
+                for (size_t i = 0; i < nk; i++) {
+                        bb_str(b, keys ? keys[i] : f->present[i]);
                         bb_double(b, f->weight[i]);
                 }
         }
@@ -446,6 +451,10 @@ static void bb_forecast(bb_t *b, const chorus_forecast_t *f, const char *fallbac
         }
 }
 
+static void bb_forecast(bb_t *b, const chorus_forecast_t *f, const char *fallback) {
+        bb_forecast_keys(b, f, fallback, NULL, 0);
+}
+
 Test(codec, forecast_with_several_models_is_byte_exact_and_deterministic) {
         chorus_forecast_t f = mk_forecast();
         chorus_buf_t a = {0}, b = {0};
@@ -466,6 +475,92 @@ Test(codec, forecast_with_several_models_is_byte_exact_and_deterministic) {
         cr_assert_arr_eq(a.data, b.data, a.len);
         chorus_buf_destroy(&a);
         chorus_buf_destroy(&b);
+}
+
+Test(codec, forecast_round_trip) {
+        chorus_forecast_t in = mk_forecast(), out;
+        chorus_buf_t buf = {0};
+
+        cr_assert_eq(
+            reg(9, CHORUS_RECORD_FORECAST, chorus_record_schema_json(CHORUS_RECORD_FORECAST)),
+            CHORUS_OK, "%s", errstr);
+        for (int pass = 0; pass < 2; pass++) {
+                chorus_buf_reset(&buf);
+                cr_assert_eq(chorus_codec_encode(codec, CHORUS_RECORD_FORECAST,
+                                                 CHORUS_FRAMING_CONFLUENT, 9, &in, &buf, errstr,
+                                                 sizeof(errstr)),
+                             CHORUS_OK, "%s", errstr);
+                memset(&out, 0x5A, sizeof(out));
+                cr_assert_eq(chorus_codec_decode(codec, CHORUS_RECORD_FORECAST,
+                                                 CHORUS_FRAMING_CONFLUENT, -1, buf.data, buf.len,
+                                                 &out, NULL, errstr, sizeof(errstr)),
+                             CHORUS_OK, "%s", errstr);
+                cr_assert_str_eq(out.series, in.series);
+                cr_assert_str_eq(out.horizon, in.horizon);
+                cr_assert_eq(out.target_time, in.target_time);
+                cr_assert_eq(out.issued_at, in.issued_at);
+                cr_assert_eq(out.revision, in.revision);
+                cr_assert_eq(out.value, in.value);
+                cr_assert_eq(out.raw_value, in.raw_value);
+                cr_assert_eq(out.n_present, in.n_present);
+                cr_assert_eq(out.n_expected, in.n_expected);
+                for (size_t i = 0; i < in.n_present; i++) {
+                        cr_assert_str_eq(out.present[i], in.present[i]);
+                        cr_assert_eq(out.weight[i], in.weight[i]);
+                }
+                for (size_t i = 0; i < in.n_expected; i++)
+                        cr_assert_str_eq(out.expected[i], in.expected[i]);
+                cr_assert_eq(out.complete, in.complete);
+                cr_assert_str_eq(out.weighting_method, in.weighting_method);
+                cr_assert_str_eq(out.profile, in.profile);
+                cr_assert_eq(out.has_regime, in.has_regime);
+                if (in.has_regime)
+                        cr_assert_str_eq(out.regime, in.regime);
+                cr_assert_eq(out.has_z_score, in.has_z_score);
+                if (in.has_z_score)
+                        cr_assert_eq(out.z_score, in.z_score);
+                cr_assert_eq(out.z_adjusted, in.z_adjusted);
+                cr_assert_eq(out.clipped, in.clipped);
+                cr_assert_eq(out.fallback, in.fallback);
+                /* Second pass: optionals absent, one model missing. */
+                in.has_regime = in.has_z_score = 0;
+                in.fallback = CHORUS_FALLBACK_NONE;
+                in.n_present = 3;
+                in.complete = 0;
+        }
+        chorus_buf_destroy(&buf);
+}
+
+Test(codec, forecast_decode_rejects_inconsistent_weights) {
+        static const char *keys[] = {"arima_garch", "gb", "lstm", "zz"};
+        chorus_forecast_t f = mk_forecast(), out;
+        bb_t b = {.n = 0};
+
+        cr_assert_eq(
+            reg(9, CHORUS_RECORD_FORECAST, chorus_record_schema_json(CHORUS_RECORD_FORECAST)),
+            CHORUS_OK, "%s", errstr);
+        /* A weight keyed by a model that is not in models_present. */
+        bb_header(&b, 9);
+        bb_forecast_keys(&b, &f, "rollback", keys, 4);
+        cr_assert_eq(dec(CHORUS_RECORD_FORECAST, &b, &out), CHORUS_ERR_MALFORMED, "%s", errstr);
+        cr_assert(strstr(errstr, "no entry for v4_1w"), "%s", errstr);
+        /* One weight too few. */
+        b.n = 0;
+        bb_header(&b, 9);
+        bb_forecast_keys(&b, &f, "rollback", keys, 3);
+        cr_assert_eq(dec(CHORUS_RECORD_FORECAST, &b, &out), CHORUS_ERR_MALFORMED, "%s", errstr);
+        cr_assert(strstr(errstr, "3 entries for 4 models"), "%s", errstr);
+        /* An unknown fallback string. */
+        b.n = 0;
+        bb_header(&b, 9);
+        bb_forecast(&b, &f, "panic");
+        cr_assert_eq(dec(CHORUS_RECORD_FORECAST, &b, &out), CHORUS_ERR_MALFORMED, "%s", errstr);
+        /* And the well-formed record decodes. */
+        b.n = 0;
+        bb_header(&b, 9);
+        bb_forecast(&b, &f, "rollback");
+        cr_assert_eq(dec(CHORUS_RECORD_FORECAST, &b, &out), CHORUS_OK, "%s", errstr);
+        cr_assert_eq(out.fallback, CHORUS_FALLBACK_ROLLBACK);
 }
 
 Test(codec, forecast_optionals_and_fallbacks) {
@@ -536,7 +631,7 @@ Test(codec, unsupported_types_and_names) {
         cr_assert_eq(chorus_codec_encode(codec, CHORUS_RECORD_ALERT, CHORUS_FRAMING_BARE, 0, dummy,
                                          &out, errstr, sizeof(errstr)),
                      CHORUS_ERR_UNSUPPORTED);
-        cr_assert_eq(dec(CHORUS_RECORD_FORECAST, &b, dummy), CHORUS_ERR_UNSUPPORTED);
+        cr_assert_eq(dec(CHORUS_RECORD_ALERT, &b, dummy), CHORUS_ERR_UNSUPPORTED);
         cr_assert_str_eq(chorus_record_type_name(CHORUS_RECORD_INDICATOR), "IndicatorObservation");
         cr_assert_str_eq(chorus_record_type_name(CHORUS_RECORD__COUNT), "unknown");
         cr_assert(strstr(chorus_record_schema_json(CHORUS_RECORD_VALIDATION_WINDOW),
