@@ -50,6 +50,10 @@ const char *chorus_record_schema_json(chorus_record_type_t type);
 /**
  * @brief Create a codec with the embedded reader schemas parsed.
  * @returns NULL on failure, with the reason in @p errstr.
+ * @remark A codec is NOT thread-safe: it reuses one Avro value per schema and
+ *         one memory reader/writer across calls. Use one codec per thread.
+ *         Decoded structs and encoded buffers belong to the caller and stay
+ *         valid after later calls.
  */
 chorus_codec_t *chorus_codec_new(char *errstr, size_t errstr_size);
 
@@ -72,7 +76,9 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
 
 /**
  * @brief Decode one message value into @p out (a struct matching @p type:
- *        chorus_prediction_t, chorus_actual_t or chorus_indicator_t).
+ *        chorus_prediction_t, chorus_actual_t, chorus_indicator_t or
+ *        chorus_forecast_t). Other types give CHORUS_ERR_UNSUPPORTED. On
+ *        error the content of @p out is unspecified.
  *
  * @param framing   the topic's framing.
  * @param bare_schema_id  for CHORUS_FRAMING_BARE, the writer schema id to assume.
