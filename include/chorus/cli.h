@@ -23,4 +23,20 @@ int chorus_cmd_check_config(int argc, char **argv);
  */
 int chorus_cmd_config_reference(int argc, char **argv);
 
+/**
+ * @brief `chorus run [-c FILE]`: the worker, until SIGINT or SIGTERM.
+ * @returns 0 on a clean stop, 1 on a runtime failure, 2 on a configuration error.
+ */
+int chorus_cmd_run(int argc, char **argv);
+
+/**
+ * @brief `chorus demo [--days N]`: the embedded demo (in-process mock Kafka
+ *        cluster, private redis-server, generated data) with a summary.
+ * @returns 0 when forecasts came out, 1 otherwise.
+ */
+int chorus_cmd_demo(int argc, char **argv);
+
+/** @returns the config path from `-c FILE` / `--config FILE`, else $CHORUS_CONFIG, else NULL. */
+const char *chorus_cli_config_path(int argc, char **argv);
+
 #endif /* CHORUS_CLI_H */

@@ -14,7 +14,7 @@ typedef struct chorus_redis_server {
 } chorus_redis_server_t;
 
 /**
- * @brief Start `redis-server` (from $CHORUS_REDIS_SERVER or PATH) on a free
+ * @brief Start `redis-server` (from $CHORUS_TEST_REDIS_SERVER or PATH) on a free
  *        127.0.0.1 port, with no persistence, and wait until it answers PING.
  * @returns 0, or -1 with the reason in @p errstr.
  */

@@ -100,7 +100,7 @@ static int start_once(chorus_redis_server_t *srv, const char *bin, char *errstr,
 }
 
 int chorus_redis_server_start(chorus_redis_server_t *srv, char *errstr, size_t errstr_size) {
-        const char *bin = getenv("CHORUS_REDIS_SERVER");
+        const char *bin = getenv("CHORUS_TEST_REDIS_SERVER");
 
         memset(srv, 0, sizeof(*srv));
         if (!bin || !*bin)
