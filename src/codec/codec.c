@@ -1198,14 +1198,18 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
         td = &types[type];
         rt = &codec->rt[type];
 
-        /* Reset clears the arrays and maps left from the previous record. */
-        if (avro_value_reset(&rt->value))
-                goto avro_fail;
         for (size_t i = 0; i < td->n_fields; i++) {
                 const fdesc_t *fd = &td->fields[i];
                 avro_value_t fv, bv;
 
                 if (avro_value_get_by_index(&rt->value, (size_t)rt->idx[i], &fv, NULL))
+                        goto avro_fail;
+                /* Only collections are reset: they would otherwise keep the
+                 * previous record's entries. Scalars and strings are simply
+                 * overwritten, which lets Avro-C reuse the string buffers
+                 * instead of freeing and allocating them per record. */
+                if ((fd->kind == K_WEIGHTS || fd->kind == K_EXPECTED || fd->kind == K_PRESENT) &&
+                    avro_value_reset(&fv))
                         goto avro_fail;
                 if (fd->optional) {
                         if (!is_present(fd, r)) {
@@ -1224,13 +1228,30 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
                         return err;
                 }
         }
-        if (avro_value_sizeof(&rt->value, &size))
-                goto avro_fail;
-        if (buf_reserve(out, hdr + size)) {
+        /* Write straight into the spare capacity; only when it is too small
+         * (Avro-C's memory writer then fails without writing past it) size the
+         * record exactly and write again. That saves a sizing pass per record
+         * once the buffer has grown. */
+        if (buf_reserve(out, hdr + 64)) {
                 chorus_codec_seterr(errstr, errstr_size, "out of memory");
                 return CHORUS_ERR_NOMEM;
         }
-        dst = out->data + out->len;
+        for (int attempt = 0;; attempt++) {
+                size_t room = out->cap - out->len - hdr;
+
+                dst = out->data + out->len;
+                avro_writer_memory_set_dest(codec->writer, (const char *)dst + hdr, (int64_t)room);
+                if (!avro_value_write(codec->writer, &rt->value)) {
+                        size = (size_t)avro_writer_tell(codec->writer);
+                        break;
+                }
+                if (attempt || avro_value_sizeof(&rt->value, &size))
+                        goto avro_fail;
+                if (buf_reserve(out, hdr + size)) {
+                        chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                        return CHORUS_ERR_NOMEM;
+                }
+        }
         if (hdr) {
                 uint32_t id = (uint32_t)schema_id;
                 dst[0] = 0x00;
@@ -1239,9 +1260,6 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
                 dst[3] = (unsigned char)(id >> 8);
                 dst[4] = (unsigned char)id;
         }
-        avro_writer_memory_set_dest(codec->writer, (const char *)dst + hdr, (int64_t)size);
-        if (avro_value_write(codec->writer, &rt->value))
-                goto avro_fail;
         out->len += hdr + size;
         return CHORUS_OK;
 

@@ -531,6 +531,48 @@ Test(codec, forecast_round_trip) {
         chorus_buf_destroy(&buf);
 }
 
+Test(codec, large_forecast_grows_the_buffer_and_keeps_its_prefix) {
+        static chorus_forecast_t in, out;
+        chorus_buf_t buf = {0};
+        size_t prefix;
+
+        in = mk_forecast();
+        in.n_present = in.n_expected = CHORUS_MAX_MODELS;
+        for (size_t i = 0; i < CHORUS_MAX_MODELS; i++) {
+                memset(in.present[i], 'a' + (int)(i % 26), CHORUS_NAME_MAX);
+                snprintf(in.present[i] + CHORUS_NAME_MAX - 3, 4, "%03zu", i);
+                strcpy(in.expected[i], in.present[i]);
+                in.weight[i] = 1.0 / CHORUS_MAX_MODELS;
+        }
+        cr_assert_eq(
+            reg(9, CHORUS_RECORD_FORECAST, chorus_record_schema_json(CHORUS_RECORD_FORECAST)),
+            CHORUS_OK, "%s", errstr);
+        /* A small record first, so the large one is appended after it. */
+        cr_assert_eq(chorus_codec_encode(codec, CHORUS_RECORD_INDICATOR, CHORUS_FRAMING_BARE, 0,
+                                         &(chorus_indicator_t){"VIX", T0, 1.0}, &buf, errstr,
+                                         sizeof(errstr)),
+                     CHORUS_OK, "%s", errstr);
+        prefix = buf.len;
+        cr_assert_eq(chorus_codec_encode(codec, CHORUS_RECORD_FORECAST, CHORUS_FRAMING_CONFLUENT, 9,
+                                         &in, &buf, errstr, sizeof(errstr)),
+                     CHORUS_OK, "%s", errstr);
+        cr_assert_gt(buf.len - prefix, 2 * CHORUS_MAX_MODELS * CHORUS_NAME_MAX);
+        cr_assert_eq(chorus_codec_decode(codec, CHORUS_RECORD_INDICATOR, CHORUS_FRAMING_BARE,
+                                         ID_IND, buf.data, prefix, &out, NULL, errstr,
+                                         sizeof(errstr)),
+                     CHORUS_OK, "%s", errstr);
+        cr_assert_eq(chorus_codec_decode(codec, CHORUS_RECORD_FORECAST, CHORUS_FRAMING_CONFLUENT,
+                                         -1, buf.data + prefix, buf.len - prefix, &out, NULL,
+                                         errstr, sizeof(errstr)),
+                     CHORUS_OK, "%s", errstr);
+        cr_assert_eq(out.n_present, CHORUS_MAX_MODELS);
+        for (size_t i = 0; i < CHORUS_MAX_MODELS; i++) {
+                cr_assert_str_eq(out.present[i], in.present[i]);
+                cr_assert_eq(out.weight[i], in.weight[i]);
+        }
+        chorus_buf_destroy(&buf);
+}
+
 Test(codec, forecast_decode_rejects_inconsistent_weights) {
         static const char *keys[] = {"arima_garch", "gb", "lstm", "zz"};
         chorus_forecast_t f = mk_forecast(), out;
