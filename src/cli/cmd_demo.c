@@ -303,7 +303,7 @@ static int demo_config(chorus_config_t *cfg, const char *bootstrap, int redis_po
         char port[16];
         const char *settings[][2] = {
             {"kafka.bootstrap.servers", bootstrap},
-            {"kafka.session.timeout.ms", "6000"},
+            {"kafka.log_level", "3"}, /* the mock cluster's notices are noise here */
             {"redis.port", port},
             {"join.max_wait_ms", "1000"},
             {"log.level", "warn"},
@@ -350,6 +350,7 @@ int chorus_cmd_demo(int argc, char **argv) {
                 goto done;
         }
         if (rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)) ||
             !(d.producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
                 rd_kafka_conf_destroy(conf);
                 fprintf(stderr, "chorus demo: kafka: %s\n", errstr);

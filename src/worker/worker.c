@@ -71,6 +71,7 @@ struct chorus_worker_s {
         chorus_forecast_t forecast;
         chorus_buf_t out;
 
+        int64_t assigned_at_ms; /* last assignment; 0 while unassigned */
         uint64_t batch_seq;
         char instance_id[48];
         int64_t delivery_failures;
@@ -175,10 +176,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 chorus_log_info("consumer", "msg=\"partitions assigned\" count=%d", parts->cnt);
                 rd_kafka_assign(rk, parts);
+                w->assigned_at_ms = now_ms();
         } else {
                 chorus_log_info("consumer", "msg=\"partitions revoked\" count=%d", parts->cnt);
                 forget_partitions(w, parts);
                 rd_kafka_assign(rk, NULL);
+                w->assigned_at_ms = 0;
         }
 }
 
@@ -669,7 +672,11 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                 if ((err = run_batch(w, stop)))
                         return err;
                 rd_kafka_poll(w->producer, 0);
-                if (idle_exit_ms >= 0 && !fresh && !w->n_held && now_ms() - last_input >= idle_exit_ms)
+                /* Idle is measured from the later of the last input and the
+                 * assignment: joining a group can take seconds. */
+                if (idle_exit_ms >= 0 && !fresh && !w->n_held && w->assigned_at_ms &&
+                    now_ms() - (last_input > w->assigned_at_ms ? last_input : w->assigned_at_ms) >=
+                        idle_exit_ms)
                         break;
         }
         chorus_log_info("worker", "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64
