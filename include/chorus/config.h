@@ -61,6 +61,11 @@ typedef enum chorus_emit_mode {
         CHORUS_EMIT_COMPLETE,
 } chorus_emit_mode_t;
 
+typedef enum chorus_guarantee {
+        CHORUS_GUARANTEE_EXACTLY_ONCE = 0,
+        CHORUS_GUARANTEE_AT_LEAST_ONCE,
+} chorus_guarantee_t;
+
 typedef struct chorus_topic_conf {
         char name[250];             /**< topic.<role> */
         chorus_framing_t framing;   /**< topic.<role>.framing: confluent|bare */
@@ -147,6 +152,9 @@ typedef struct chorus_config {
         /** join.max_wait_ms (5000): how long (wall clock) a prediction may be held
          *  waiting for its series' actuals to catch up to its issued_at (SPEC §9.2). */
         int join_max_wait_ms;
+
+        chorus_guarantee_t processing_guarantee; /**< processing.guarantee (exactly_once) */
+        int processing_max_attempts;             /**< processing.max_attempts (3) */
 
         int log_level; /**< log.level (info): a chorus_log_level_t, for the caller to apply */
 

@@ -52,6 +52,11 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
                                  const char *topic, int32_t partition, int64_t offset,
                                  int64_t bucket, int force, int want_expected);
 
+/** @brief Queue chorus_release: drop the snapshots of @p series' records from
+ *         @p topic/@p partition up to @p offset, whose outputs are committed. */
+void chorus_state_add_release(chorus_state_t *st, const char *series, const char *topic,
+                              int32_t partition, int64_t offset);
+
 /** @returns the number of commands queued in the current batch. */
 size_t chorus_state_batch_size(const chorus_state_t *st);
 
@@ -72,6 +77,7 @@ typedef enum chorus_apply_status {
         CHORUS_APPLY_STALE,
         CHORUS_APPLY_REPLAYED,
         CHORUS_APPLY_HOLD,
+        CHORUS_APPLY_REEMIT, /**< applied before, output not yet committed: emit again */
         CHORUS_APPLY_ERROR, /**< an error reply or an unexpected shape */
 } chorus_apply_status_t;
 
@@ -93,7 +99,7 @@ typedef struct chorus_group_scratch {
 void chorus_group_scratch_destroy(chorus_group_scratch_t *s);
 
 /**
- * @brief Parse an "applied" chorus_prediction reply into @p view.
+ * @brief Parse an "applied" or "reemit" chorus_prediction reply into @p view.
  * @remark The view points into @p r and @p scratch; it is valid until either changes.
  * @returns CHORUS_OK or CHORUS_ERR_STATE (unexpected shape), CHORUS_ERR_NOMEM.
  */

@@ -110,6 +110,12 @@ static const conf_enum_value_t record_values[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const conf_enum_value_t guarantee_values[] = {
+    {"exactly_once", CHORUS_GUARANTEE_EXACTLY_ONCE, NULL, 0},
+    {"at_least_once", CHORUS_GUARANTEE_AT_LEAST_ONCE, NULL, 0},
+    {NULL, 0, NULL, 0},
+};
+
 static const conf_enum_value_t log_values[] = {
     {"error", CHORUS_LOG_ERROR, NULL, 0},
     {"warn", CHORUS_LOG_WARN, NULL, 0},
@@ -424,6 +430,25 @@ const conf_prop_t chorus_conf_props[] = {
      .desc = "Longest (wall clock) a prediction is held waiting for its series' actuals and "
              "the regime indicator to reach its `issued_at` (SPEC §9.2). Longer makes replays "
              "deterministic under more lag; shorter bounds forecast latency."},
+
+    {.name = "processing.guarantee",
+     .type = CONF_ENUM,
+     .section = CONF_SEC_BATCH,
+     G(processing_guarantee),
+     .def = "exactly_once",
+     .values = guarantee_values,
+     .desc = "`exactly_once`: outputs and input offsets commit in one Kafka transaction "
+             "(consumers read with `isolation.level=read_committed`). `at_least_once`: outputs "
+             "are flushed, then offsets committed; a crash can duplicate outputs."},
+    {.name = "processing.max_attempts",
+     .type = CONF_INT,
+     .section = CONF_SEC_BATCH,
+     G(processing_max_attempts),
+     .min = 1,
+     .max = 1000,
+     .def = "3",
+     .desc = "Attempts at processing a record before it goes to the dead-letter topic with "
+             "reason `poison_pill`, so that one bad record cannot stall its partition."},
 
     {.name = "log.level",
      .type = CONF_ENUM,

@@ -21,6 +21,12 @@
 --    exact in Lua's doubles up to 2^53.
 --  * Validation happens in the worker before any call: a function that
 --    starts writing does not fail half-way (Lua never rolls back).
+--  * An applied prediction leaves a snapshot of what its forecast is
+--    computed from (base:snap:<topic>|<partition>, by offset) until the
+--    worker has committed its output (chorus_release). A re-delivered
+--    record that still has a snapshot is answered "reemit" with exactly
+--    that snapshot, so the output of a batch whose transaction never
+--    committed is re-created bit for bit, whatever happened since.
 
 local function split(s)
     local out = {}
@@ -181,7 +187,7 @@ end
 --   that an exact duplicate is recognised.
 -- Reply:
 --   {'hold'}, {'replayed'}, {'duplicate'}, {'stale'}, or
---   {'applied', revision, asof, {model, issued_at, value, ...},
+--   {'applied' | 'reemit', revision, asof, {model, issued_at, value, ...},
 --    {{prediction, actual, ...} per model, same order}, {bucket, value, ...},
 --    {expected model, ...}}
 --
@@ -193,7 +199,14 @@ local function prediction(keys, args)
     local window, retention = tonumber(args[11]), tonumber(args[12])
     local want_expected = args[13] == '1'
 
+    local snap_key = base .. ':snap:' .. wm_field
     if already_applied(base, wm_field, offset) then
+        local snap = redis.call('ZRANGEBYSCORE', snap_key, offset, offset)
+        if #snap > 0 then
+            local reply = cmsgpack.unpack(string.sub(snap[1], string.find(snap[1], '|', 1, true) + 1))
+            reply[1] = 'reemit'
+            return reply
+        end
         return {'replayed'}
     end
 
@@ -265,8 +278,20 @@ local function prediction(keys, args)
     if want_expected then
         expected = window_publishers(base, horizon, asof, window)
     end
-    return {'applied', revision, asof, models, scores, window_actuals(base, asof, window),
-            expected}
+    local reply = {'applied', revision, asof, models, scores, window_actuals(base, asof, window),
+                   expected}
+    -- The offset prefix keeps members unique even if two replies are equal.
+    redis.call('ZADD', snap_key, offset, offset .. '|' .. cmsgpack.pack(reply))
+    return reply
+end
+
+--
+-- chorus_release KEYS[1]=base  ARGV: wm_field, offset
+-- Drops the snapshots of records up to `offset` of that input partition:
+-- their outputs are committed, so they will not be processed again.
+--
+local function release(keys, args)
+    return redis.call('ZREMRANGEBYSCORE', keys[1] .. ':snap:' .. args[1], '-inf', args[2])
 end
 
 --
@@ -279,5 +304,6 @@ end
 
 redis.register_function('chorus_actual', actual)
 redis.register_function('chorus_prediction', prediction)
+redis.register_function('chorus_release', release)
 redis.register_function{function_name = 'chorus_model_window', callback = model_window,
                         flags = {'no-writes'}}

@@ -247,6 +247,17 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
         append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
+void chorus_state_add_release(chorus_state_t *st, const char *series, const char *topic,
+                              int32_t partition, int64_t offset) {
+        char base[CHORUS_NAME_MAX + 64], wm[300], off[24];
+        const char *argv[] = {"FCALL", "chorus_release", "1", base, wm, off};
+
+        base_key(st, base, sizeof(base), series);
+        snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
+        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
 chorus_err_t chorus_state_batch_exec(chorus_state_t *st, char *errstr, size_t errstr_size) {
         free_replies(st);
         if (st->n_cmds == 0)
@@ -290,7 +301,7 @@ chorus_apply_status_t chorus_state_reply_status(const redisReply *r) {
         } names[] = {
             {"applied", CHORUS_APPLY_APPLIED},   {"duplicate", CHORUS_APPLY_DUPLICATE},
             {"stale", CHORUS_APPLY_STALE},       {"replayed", CHORUS_APPLY_REPLAYED},
-            {"hold", CHORUS_APPLY_HOLD},
+            {"hold", CHORUS_APPLY_HOLD},         {"reemit", CHORUS_APPLY_REEMIT},
         };
 
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
@@ -349,8 +360,9 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         const redisReply *models, *scores, *actuals, *publishers;
         size_t n_models, n_points = 0;
 
-        /* {'applied', revision, asof, models, scores, actuals, expected} */
-        if (chorus_state_reply_status(r) != CHORUS_APPLY_APPLIED || r->elements != 7)
+        /* {'applied' | 'reemit', revision, asof, models, scores, actuals, expected} */
+        chorus_apply_status_t status = chorus_state_reply_status(r);
+        if ((status != CHORUS_APPLY_APPLIED && status != CHORUS_APPLY_REEMIT) || r->elements != 7)
                 return CHORUS_ERR_STATE;
         models = r->element[3];
         scores = r->element[4];

@@ -1,17 +1,22 @@
 /*
  * The worker loop: consume -> decode -> one Redis round trip -> compute ->
- * produce -> flush -> commit.
+ * produce -> commit (in one Kafka transaction with the input offsets).
  *
  * Invariants:
- *  - Input offsets are committed only after every output of the records
- *    before them (forecasts and dead letters) has been delivered, so a
- *    crash re-delivers input rather than losing output.
- *  - A committed offset never passes a held prediction: held records keep
- *    their partition's commit point at or below their own offset.
+ *  - Outputs of a batch (forecasts and dead letters) and the input offsets
+ *    after it commit together: in one transaction (exactly_once), or offsets
+ *    only after every output is delivered (at_least_once).
+ *  - Redis is applied before the transaction commits. If the transaction
+ *    aborts or the worker dies, the records come back, Redis answers
+ *    "reemit" with the snapshot their outputs were computed from, and the
+ *    same bytes are produced again. Snapshots are released (in the next
+ *    batch's round trip) only after their outputs committed.
+ *  - A committed offset never passes a held or retried record.
  *  - Records of one series are sent to Redis in consume order, held ones
  *    first, so revisions and tie-breaks follow the input log.
- *  - Nothing here keeps state that matters between batches beyond the held
- *    queue, which is rebuilt from the log after a restart or a rebalance.
+ *  - Nothing here outlives a batch except the held queue and the pending
+ *    releases, both of which are rebuilt from the log and Redis after a
+ *    restart or a rebalance.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,7 +33,10 @@
 #include "chorus/state.h"
 #include "chorus/worker.h"
 
-/* One input record on its way through a batch. */
+#define TXN_TIMEOUT_MS 30000
+
+/* One input record on its way through a batch. It owns a copy of the raw
+ * key and value, for a dead letter should processing fail repeatedly. */
 typedef struct entry {
         chorus_topic_role_t role;
         const char *topic; /* the configured topic name: lives as long as cfg */
@@ -36,11 +44,33 @@ typedef struct entry {
         int64_t offset;
         int64_t bucket;
         int64_t held_since_ms; /* wall clock of the first hold, 0 if never held */
+        int attempts;          /* failed processing attempts */
+        unsigned char *raw;    /* key bytes, then value bytes */
+        size_t key_len, value_len;
         union {
                 chorus_prediction_t prediction;
                 chorus_actual_t actual;
         } rec;
 } entry_t;
+
+/* A dead letter waiting for the batch's transaction. */
+typedef struct dead_letter {
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        chorus_err_t reason;
+        char message[256];
+        unsigned char *raw;
+        size_t key_len, value_len;
+} dead_letter_t;
+
+/* Snapshots to release once their outputs are committed. */
+typedef struct release {
+        chorus_name_t series;
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+} release_t;
 
 /* Consume position of one assigned partition. */
 typedef struct position {
@@ -50,22 +80,26 @@ typedef struct position {
         int64_t committed_offset; /* last commit sent */
 } position_t;
 
+#define VEC(type, name)                                                                            \
+        type *name;                                                                                \
+        size_t n_##name, name##_cap
+
 struct chorus_worker_s {
         const chorus_config_t *cfg;
         rd_kafka_t *consumer;
         rd_kafka_t *producer;
         chorus_codec_t *codec;
         chorus_state_t *state;
+        int transactional;
 
-        entry_t *fresh; /* records consumed for the next batch */
-        size_t n_fresh, fresh_cap;
-        entry_t *held; /* held predictions, carried to the next batch */
-        size_t n_held, held_cap;
-        entry_t *entries; /* the batch: held records first, then fresh ones */
-        size_t n_entries, entries_cap;
-
-        position_t *positions;
-        size_t n_positions, positions_cap;
+        VEC(entry_t, fresh);    /* consumed for the next batch */
+        VEC(entry_t, held);     /* held or retried, carried to the next batch */
+        VEC(entry_t, entries);  /* the batch: held first, then fresh */
+        VEC(dead_letter_t, dlq);
+        VEC(release_t, releases);       /* sent with the next round trip */
+        VEC(release_t, batch_releases); /* of the batch in flight */
+        VEC(position_t, positions);
+        size_t n_release_cmds; /* release commands at the head of the pipeline */
 
         chorus_group_scratch_t scratch;
         chorus_forecast_t forecast;
@@ -106,17 +140,28 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
         return np;
 }
 
-static position_t *position_get(chorus_worker_t *w, const char *topic, int32_t partition) {
-        for (size_t i = 0; i < w->n_positions; i++)
-                if (w->positions[i].partition == partition && !strcmp(w->positions[i].topic, topic))
-                        return &w->positions[i];
-        w->positions = grow(w->positions, &w->positions_cap, w->n_positions + 1,
-                            sizeof(*w->positions));
-        w->positions[w->n_positions] = (position_t){topic, partition, -1, -1};
-        return &w->positions[w->n_positions++];
+#define VEC_PUSH(w, name)                                                                          \
+        ((w)->name = grow((w)->name, &(w)->name##_cap, (w)->n_##name + 1, sizeof(*(w)->name)),    \
+         &(w)->name[(w)->n_##name++])
+
+static int same_partition(const char *topic_a, int32_t part_a, const char *topic_b,
+                          int32_t part_b) {
+        return part_a == part_b && !strcmp(topic_a, topic_b);
 }
 
-/* The configured name of the input topic @p name, or NULL. */
+static position_t *position_get(chorus_worker_t *w, const char *topic, int32_t partition) {
+        position_t *pos;
+
+        for (size_t i = 0; i < w->n_positions; i++)
+                if (same_partition(w->positions[i].topic, w->positions[i].partition, topic,
+                                   partition))
+                        return &w->positions[i];
+        pos = VEC_PUSH(w, positions);
+        *pos = (position_t){topic, partition, -1, -1};
+        return pos;
+}
+
+/* The configured name of input topic @p name, or NULL if it is not one. */
 static const char *input_role(const chorus_worker_t *w, const char *name,
                               chorus_topic_role_t *role) {
         static const chorus_topic_role_t inputs[] = {CHORUS_TOPIC_PREDICTIONS,
@@ -127,6 +172,23 @@ static const char *input_role(const chorus_worker_t *w, const char *name,
                         return w->cfg->topics[inputs[i]].name;
                 }
         return NULL;
+}
+
+static void free_entries(entry_t *arr, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(arr[i].raw);
+}
+
+/* Removes the entries of one partition (all if @p topic is NULL), freeing them. */
+static size_t drop_entries(entry_t *arr, size_t n, const char *topic, int32_t partition) {
+        size_t kept = 0;
+        for (size_t j = 0; j < n; j++) {
+                if (!topic || same_partition(arr[j].topic, arr[j].partition, topic, partition))
+                        free(arr[j].raw);
+                else
+                        arr[kept++] = arr[j];
+        }
+        return kept;
 }
 
 /* ------------------------------------------------------------------ */
@@ -143,15 +205,6 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
 }
 
-/* Removes from @p arr the entries of partition @p tp; returns the new count. */
-static size_t drop_partition(entry_t *arr, size_t n, const rd_kafka_topic_partition_t *tp) {
-        size_t kept = 0;
-        for (size_t j = 0; j < n; j++)
-                if (!(arr[j].partition == tp->partition && !strcmp(arr[j].topic, tp->topic)))
-                        arr[kept++] = arr[j];
-        return kept;
-}
-
 /* Records and positions of revoked partitions are dropped: their new owner
  * re-reads them from the last committed offset. */
 static void forget_partitions(chorus_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
@@ -159,11 +212,11 @@ static void forget_partitions(chorus_worker_t *w, const rd_kafka_topic_partition
                 const rd_kafka_topic_partition_t *tp = &parts->elems[i];
                 size_t kept = 0;
 
-                w->n_held = drop_partition(w->held, w->n_held, tp);
-                w->n_fresh = drop_partition(w->fresh, w->n_fresh, tp);
+                w->n_held = drop_entries(w->held, w->n_held, tp->topic, tp->partition);
+                w->n_fresh = drop_entries(w->fresh, w->n_fresh, tp->topic, tp->partition);
                 for (size_t j = 0; j < w->n_positions; j++)
-                        if (!(w->positions[j].partition == tp->partition &&
-                              !strcmp(w->positions[j].topic, tp->topic)))
+                        if (!same_partition(w->positions[j].topic, w->positions[j].partition,
+                                            tp->topic, tp->partition))
                                 w->positions[kept++] = w->positions[j];
                 w->n_positions = kept;
         }
@@ -186,13 +239,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 /* Applies Chorus's defaults, then the kafka.* passthrough (which wins). */
-static rd_kafka_conf_t *make_conf(chorus_worker_t *w, const char *const *defaults,
-                                  char *errstr, size_t errstr_size) {
+static rd_kafka_conf_t *make_conf(chorus_worker_t *w, const char *const *defaults, char *errstr,
+                                  size_t errstr_size) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
         for (size_t i = 0; defaults[i]; i += 2)
-                if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size) !=
-                    RD_KAFKA_CONF_OK)
+                if (defaults[i + 1] && rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr,
+                                                         errstr_size) != RD_KAFKA_CONF_OK)
                         goto fail;
         for (size_t i = 0; i < w->cfg->n_kafka; i++)
                 if (rd_kafka_conf_set(conf, w->cfg->kafka[i].key, w->cfg->kafka[i].value, errstr,
@@ -205,18 +258,40 @@ fail:
         return NULL;
 }
 
+static const char *kafka_setting(const chorus_config_t *cfg, const char *key, const char *def) {
+        const char *value = def;
+        for (size_t i = 0; i < cfg->n_kafka; i++)
+                if (!strcmp(cfg->kafka[i].key, key))
+                        value = cfg->kafka[i].value;
+        return value;
+}
+
 static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_size) {
+        char txn_id[256], host[64] = "localhost";
         /* Eager assignment: librdkafka 2.0.2's cooperative-sticky assignor
          * aborts when closed before its first assignment (PLATFORM.md). */
         static const char *const consumer_defaults[] = {
             "group.id", "chorus", "enable.auto.commit", "false", "enable.auto.offset.store",
             "false", "auto.offset.reset", "earliest", "isolation.level", "read_committed",
             "partition.assignment.strategy", "range,roundrobin", NULL};
-        static const char *const producer_defaults[] = {
-            "enable.idempotence", "true", "linger.ms", "5", "message.timeout.ms", "300000", NULL};
+        /* A transaction must be able to time out before its messages do. */
+        const char *const producer_defaults[] = {
+            "enable.idempotence", "true", "linger.ms", "5",
+            "message.timeout.ms", w->transactional ? "20000" : "300000",
+            "transaction.timeout.ms", w->transactional ? "20000" : NULL,
+            "transactional.id", w->transactional ? txn_id : NULL,
+            NULL};
         rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_error_t *error;
         rd_kafka_conf_t *conf;
         rd_kafka_resp_err_t err;
+
+        /* A stable id per (group, host, process) lets a restarted worker's
+         * init_transactions abort what its predecessor left open; KIP-447
+         * group metadata fences zombies across ids. */
+        gethostname(host, sizeof(host) - 1);
+        snprintf(txn_id, sizeof(txn_id), "%s-%s-%d",
+                 kafka_setting(w->cfg, "group.id", "chorus"), host, (int)getpid());
 
         if (!(conf = make_conf(w, consumer_defaults, errstr, errstr_size)))
                 return CHORUS_ERR_CONFIG;
@@ -227,11 +302,16 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
         }
         rd_kafka_poll_set_consumer(w->consumer);
 
-        if (!(conf = make_conf(w, producer_defaults, errstr, errstr_size)))
+        if (!(conf = make_conf(w, (const char *const *)producer_defaults, errstr, errstr_size)))
                 return CHORUS_ERR_CONFIG;
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
         if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
                 rd_kafka_conf_destroy(conf);
+                return CHORUS_ERR_KAFKA;
+        }
+        if (w->transactional && (error = rd_kafka_init_transactions(w->producer, 60000))) {
+                snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
                 return CHORUS_ERR_KAFKA;
         }
 
@@ -269,29 +349,23 @@ static chorus_err_t setup_codec(chorus_worker_t *w, char *errstr, size_t errstr_
         for (size_t i = 0; i < cfg->n_schemas; i++) {
                 const chorus_schema_conf_t *s = &cfg->schemas[i];
                 FILE *fp = fopen(s->file, "rb");
-                char *json;
-                long len;
+                char *json = NULL;
+                long len = -1;
 
-                if (!fp || fseek(fp, 0, SEEK_END) || (len = ftell(fp)) < 0 ||
-                    fseek(fp, 0, SEEK_SET)) {
+                if (fp && !fseek(fp, 0, SEEK_END) && (len = ftell(fp)) >= 0 &&
+                    !fseek(fp, 0, SEEK_SET) && (json = malloc((size_t)len + 1)) &&
+                    fread(json, 1, (size_t)len, fp) == (size_t)len) {
+                        json[len] = '\0';
+                        err = chorus_codec_register(w->codec, s->id, s->type, json, errstr,
+                                                    errstr_size);
+                } else {
                         snprintf(errstr, errstr_size, "schema.%d.file: cannot read %s",
                                  (int)s->id, s->file);
-                        if (fp)
-                                fclose(fp);
-                        return CHORUS_ERR_CONFIG;
+                        err = CHORUS_ERR_CONFIG;
                 }
-                json = malloc((size_t)len + 1);
-                if (!json || fread(json, 1, (size_t)len, fp) != (size_t)len) {
-                        free(json);
-                        fclose(fp);
-                        snprintf(errstr, errstr_size, "schema.%d.file: cannot read %s",
-                                 (int)s->id, s->file);
-                        return CHORUS_ERR_CONFIG;
-                }
-                json[len] = '\0';
-                fclose(fp);
-                err = chorus_codec_register(w->codec, s->id, s->type, json, errstr, errstr_size);
                 free(json);
+                if (fp)
+                        fclose(fp);
                 if (err)
                         return err;
         }
@@ -306,6 +380,7 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                 return NULL;
         }
         w->cfg = cfg;
+        w->transactional = cfg->processing_guarantee == CHORUS_GUARANTEE_EXACTLY_ONCE;
         snprintf(w->instance_id, sizeof(w->instance_id), "%d-%" PRIx64, (int)getpid(),
                  (uint64_t)time(NULL));
         if (cfg->emit_mode != CHORUS_EMIT_EVERY) {
@@ -325,6 +400,12 @@ fail:
         return NULL;
 }
 
+static void clear_dead_letters(chorus_worker_t *w) {
+        for (size_t i = 0; i < w->n_dlq; i++)
+                free(w->dlq[i].raw);
+        w->n_dlq = 0;
+}
+
 void chorus_worker_destroy(chorus_worker_t *w) {
         if (!w)
                 return;
@@ -340,9 +421,15 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         chorus_codec_destroy(w->codec);
         chorus_group_scratch_destroy(&w->scratch);
         chorus_buf_destroy(&w->out);
+        free_entries(w->fresh, w->n_fresh);
+        free_entries(w->held, w->n_held);
+        clear_dead_letters(w);
         free(w->entries);
         free(w->fresh);
         free(w->held);
+        free(w->dlq);
+        free(w->releases);
+        free(w->batch_releases);
         free(w->positions);
         free(w);
 }
@@ -381,27 +468,56 @@ static chorus_err_t produce(chorus_worker_t *w, const char *topic, const void *k
         return CHORUS_OK;
 }
 
-static chorus_err_t dead_letter(chorus_worker_t *w, const rd_kafka_message_t *m,
-                                chorus_err_t reason, const char *message) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-        const char *code = chorus_err2code(reason);
-        char partition[16], offset[24];
+static void queue_dead_letter(chorus_worker_t *w, const char *topic, int32_t partition,
+                              int64_t offset, const void *key, size_t key_len, const void *value,
+                              size_t value_len, chorus_err_t reason, const char *message) {
+        dead_letter_t *d = VEC_PUSH(w, dlq);
 
-        snprintf(partition, sizeof(partition), "%d", (int)m->partition);
-        snprintf(offset, sizeof(offset), "%" PRId64, m->offset);
-        rd_kafka_header_add(h, "chorus.error", -1, code, -1);
-        rd_kafka_header_add(h, "chorus.error.message", -1, message, -1);
-        rd_kafka_header_add(h, "chorus.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-        rd_kafka_header_add(h, "chorus.source.partition", -1, partition, -1);
-        rd_kafka_header_add(h, "chorus.source.offset", -1, offset, -1);
-        w->stats.dead_letters[reason]++;
-        w->stats.records_out[CHORUS_TOPIC_DLQ]++;
+        d->topic = topic;
+        d->partition = partition;
+        d->offset = offset;
+        d->reason = reason;
+        snprintf(d->message, sizeof(d->message), "%s", message);
+        d->key_len = key ? key_len : 0;
+        d->value_len = value ? value_len : 0;
+        d->raw = malloc(d->key_len + d->value_len + 1);
+        if (!d->raw) {
+                fprintf(stderr, "chorus: out of memory\n");
+                abort();
+        }
+        if (d->key_len)
+                memcpy(d->raw, key, d->key_len);
+        if (d->value_len)
+                memcpy(d->raw + d->key_len, value, d->value_len);
         chorus_log_warn("worker",
                         "msg=\"dead letter\" reason=%s topic=%s partition=%d offset=%" PRId64
                         " detail=\"%s\"",
-                        code, rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, message);
-        return produce(w, w->cfg->topics[CHORUS_TOPIC_DLQ].name, m->key, m->key_len, m->payload,
-                       m->len, h);
+                        chorus_err2code(reason), topic, (int)partition, offset, message);
+}
+
+static chorus_err_t produce_dead_letters(chorus_worker_t *w) {
+        chorus_err_t err;
+
+        for (size_t i = 0; i < w->n_dlq; i++) {
+                const dead_letter_t *d = &w->dlq[i];
+                rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+                char partition[16], offset[24];
+
+                snprintf(partition, sizeof(partition), "%d", (int)d->partition);
+                snprintf(offset, sizeof(offset), "%" PRId64, d->offset);
+                rd_kafka_header_add(h, "chorus.error", -1, chorus_err2code(d->reason), -1);
+                rd_kafka_header_add(h, "chorus.error.message", -1, d->message, -1);
+                rd_kafka_header_add(h, "chorus.source.topic", -1, d->topic, -1);
+                rd_kafka_header_add(h, "chorus.source.partition", -1, partition, -1);
+                rd_kafka_header_add(h, "chorus.source.offset", -1, offset, -1);
+                if ((err = produce(w, w->cfg->topics[CHORUS_TOPIC_DLQ].name,
+                                   d->key_len ? d->raw : NULL, d->key_len, d->raw + d->key_len,
+                                   d->value_len, h)))
+                        return err;
+                w->stats.dead_letters[d->reason]++;
+                w->stats.records_out[CHORUS_TOPIC_DLQ]++;
+        }
+        return CHORUS_OK;
 }
 
 static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const redisReply *r) {
@@ -430,16 +546,18 @@ static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const re
                 return err;
         }
         key_len = snprintf(key, sizeof(key), "%s|%s|%" PRId64, p->series, p->horizon, e->bucket);
+        if ((err = produce(w, t->name, key, (size_t)key_len, w->out.data, w->out.len, NULL)))
+                return err;
         w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
-        return produce(w, t->name, key, (size_t)key_len, w->out.data, w->out.len, NULL);
+        return CHORUS_OK;
 }
 
 /* ------------------------------------------------------------------ */
 /* Batches                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Decodes and validates one message into a new entry, or dead-letters it. */
-static chorus_err_t admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
+/* Decodes and validates one message into a fresh entry, or dead-letters it. */
+static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         const chorus_config_t *cfg = w->cfg;
         chorus_topic_role_t role;
         const char *topic = input_role(w, rd_kafka_topic_name(m->rkt), &role);
@@ -450,15 +568,14 @@ static chorus_err_t admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         chorus_err_t err;
 
         if (!topic)
-                return CHORUS_OK; /* not subscribed: cannot happen */
+                return; /* not subscribed: cannot happen */
         t = &cfg->topics[role];
         pos = position_get(w, topic, m->partition);
         if (m->offset + 1 > pos->next_offset)
                 pos->next_offset = m->offset + 1;
         w->stats.records_in[role]++;
 
-        w->fresh = grow(w->fresh, &w->fresh_cap, w->n_fresh + 1, sizeof(*w->fresh));
-        e = &w->fresh[w->n_fresh];
+        e = VEC_PUSH(w, fresh);
         memset(e, 0, sizeof(*e));
         e->role = role;
         e->topic = topic;
@@ -467,22 +584,34 @@ static chorus_err_t admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
 
         err = chorus_codec_decode(w->codec, t->type, t->framing, t->schema_id, m->payload, m->len,
                                   &e->rec, NULL, errstr, sizeof(errstr));
-        if (err)
-                return dead_letter(w, m, err, errstr);
-        if (role == CHORUS_TOPIC_PREDICTIONS) {
-                if (!chorus_config_horizon_allowed(cfg, e->rec.prediction.horizon)) {
-                        snprintf(errstr, sizeof(errstr), "horizon %s is not configured",
-                                 e->rec.prediction.horizon);
-                        return dead_letter(w, m, CHORUS_ERR_UNKNOWN_HORIZON, errstr);
-                }
+        if (!err && role == CHORUS_TOPIC_PREDICTIONS &&
+            !chorus_config_horizon_allowed(cfg, e->rec.prediction.horizon)) {
+                snprintf(errstr, sizeof(errstr), "horizon %s is not configured",
+                         e->rec.prediction.horizon);
+                err = CHORUS_ERR_UNKNOWN_HORIZON;
+        }
+        if (err) {
+                w->n_fresh--;
+                queue_dead_letter(w, topic, m->partition, m->offset, m->key, m->key_len,
+                                  m->payload, m->len, err, errstr);
+                return;
+        }
+        if (role == CHORUS_TOPIC_PREDICTIONS)
                 e->bucket = chorus_bucket_of(e->rec.prediction.target_time,
                                              chorus_config_resolution_ms(cfg, e->rec.prediction.series));
-        } else {
+        else
                 e->bucket = chorus_bucket_of(e->rec.actual.observed_at,
                                              chorus_config_resolution_ms(cfg, e->rec.actual.series));
+        e->key_len = m->key ? m->key_len : 0;
+        e->value_len = m->payload ? m->len : 0;
+        if (!(e->raw = malloc(e->key_len + e->value_len + 1))) {
+                fprintf(stderr, "chorus: out of memory\n");
+                abort();
         }
-        w->n_fresh++;
-        return CHORUS_OK;
+        if (e->key_len)
+                memcpy(e->raw, m->key, e->key_len);
+        if (e->value_len)
+                memcpy(e->raw + e->key_len, m->payload, e->value_len);
 }
 
 static void queue_state_calls(chorus_worker_t *w) {
@@ -491,12 +620,17 @@ static void queue_state_calls(chorus_worker_t *w) {
 
         snprintf(batch_id, sizeof(batch_id), "%s-%" PRIu64, w->instance_id, ++w->batch_seq);
         chorus_state_batch_begin(w->state, batch_id);
+        for (size_t i = 0; i < w->n_releases; i++)
+                chorus_state_add_release(w->state, w->releases[i].series, w->releases[i].topic,
+                                         w->releases[i].partition, w->releases[i].offset);
+        w->n_release_cmds = w->n_releases;
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
                 if (e->role == CHORUS_TOPIC_PREDICTIONS) {
                         size_t n_configured;
-                        int force = e->held_since_ms &&
-                                    now - e->held_since_ms >= w->cfg->join_max_wait_ms;
+                        int force = e->attempts > 0 ||
+                                    (e->held_since_ms &&
+                                     now - e->held_since_ms >= w->cfg->join_max_wait_ms);
                         chorus_config_expected_models(w->cfg, e->rec.prediction.horizon,
                                                       &n_configured);
                         chorus_state_add_prediction(w->state, &e->rec.prediction, e->topic,
@@ -509,17 +643,42 @@ static void queue_state_calls(chorus_worker_t *w) {
         }
 }
 
-/* Sends the batch's state calls, retrying with backoff while Redis is away:
- * input is never skipped (SPEC §9.4). */
+/* An error reply about the server rather than the record: retry the batch. */
+static int is_server_error(const redisReply *r) {
+        static const char *const prefixes[] = {"ERR Function not found", "NOSCRIPT", "LOADING",
+                                               "BUSY", "OOM", "MASTERDOWN", "READONLY",
+                                               "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS"};
+        if (!r || r->type != REDIS_REPLY_ERROR)
+                return 0;
+        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+                if (!strncmp(r->str, prefixes[i], strlen(prefixes[i])))
+                        return 1;
+        return 0;
+}
+
+/* Sends the batch's state calls, retrying with backoff while Redis is away
+ * or not serving: input is never skipped (SPEC §9.4). A repeat is safe:
+ * records applied by the failed attempt answer "reemit". */
 static chorus_err_t exec_state_calls(chorus_worker_t *w, volatile sig_atomic_t *stop) {
-        int backoff_ms = 100;
+        int backoff_ms = 100, failures = 0;
         char errstr[512];
 
         for (;;) {
                 w->stats.redis_round_trips++;
-                if (!chorus_state_batch_exec(w->state, errstr, sizeof(errstr)))
-                        return CHORUS_OK;
-                chorus_log_warn("state", "msg=\"redis unavailable, retrying\" err=\"%s\" backoff_ms=%d",
+                if (!chorus_state_batch_exec(w->state, errstr, sizeof(errstr))) {
+                        size_t i, n = chorus_state_batch_size(w->state);
+                        for (i = 0; i < n && !is_server_error(chorus_state_batch_reply(w->state, i));
+                             i++)
+                                ;
+                        if (i == n)
+                                break;
+                        snprintf(errstr, sizeof(errstr), "%s",
+                                 chorus_state_batch_reply(w->state, i)->str);
+                }
+                failures++;
+                chorus_log_warn("state",
+                                "msg=\"redis unavailable, retrying\" ready=false err=\"%s\" "
+                                "backoff_ms=%d",
                                 errstr, backoff_ms);
                 if (*stop)
                         return CHORUS_ERR_REDIS;
@@ -528,49 +687,154 @@ static chorus_err_t exec_state_calls(chorus_worker_t *w, volatile sig_atomic_t *
                         backoff_ms *= 2;
                 chorus_state_reconnect(w->state, errstr, sizeof(errstr));
         }
+        if (failures)
+                chorus_log_info("state", "msg=\"redis available again\" ready=true failures=%d",
+                                failures);
+        return CHORUS_OK;
+}
+
+static void add_release(chorus_worker_t *w, const entry_t *e) {
+        release_t *r;
+
+        for (size_t i = 0; i < w->n_batch_releases; i++) {
+                r = &w->batch_releases[i];
+                if (same_partition(r->topic, r->partition, e->topic, e->partition) &&
+                    !strcmp(r->series, e->rec.prediction.series)) {
+                        if (e->offset > r->offset)
+                                r->offset = e->offset;
+                        return;
+                }
+        }
+        r = VEC_PUSH(w, batch_releases);
+        snprintf(r->series, sizeof(r->series), "%s", e->rec.prediction.series);
+        r->topic = e->topic;
+        r->partition = e->partition;
+        r->offset = e->offset;
+}
+
+/* Carries @p e to the next batch (held or retried). */
+static void carry(chorus_worker_t *w, const entry_t *e) {
+        *VEC_PUSH(w, held) = *e;
+}
+
+/* A record whose processing failed: retried in the next batch, or after
+ * processing.max_attempts sent to the dead-letter topic. */
+static void processing_failed(chorus_worker_t *w, entry_t *e, const char *why) {
+        char msg[256];
+
+        if (++e->attempts < w->cfg->processing_max_attempts) {
+                chorus_log_warn("worker",
+                                "msg=\"processing failed, will retry\" topic=%s partition=%d "
+                                "offset=%" PRId64 " attempt=%d err=\"%s\"",
+                                e->topic, (int)e->partition, e->offset, e->attempts, why);
+                carry(w, e);
+                return;
+        }
+        snprintf(msg, sizeof(msg), "failed %d times: %s", e->attempts, why);
+        queue_dead_letter(w, e->topic, e->partition, e->offset, e->key_len ? e->raw : NULL,
+                          e->key_len, e->raw + e->key_len, e->value_len, CHORUS_ERR_POISON, msg);
+        free(e->raw);
 }
 
 static chorus_err_t handle_replies(chorus_worker_t *w) {
+        chorus_err_t kafka_err = CHORUS_OK;
         int64_t now = now_ms();
-        chorus_err_t err;
 
-        w->n_held = 0;
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
-                const redisReply *r = chorus_state_batch_reply(w->state, i);
+                const redisReply *r = chorus_state_batch_reply(w->state, w->n_release_cmds + i);
+                chorus_apply_status_t status = chorus_state_reply_status(r);
 
-                switch (chorus_state_reply_status(r)) {
+                if (kafka_err) {
+                        /* The batch will be aborted and re-read: just let go. */
+                        free(e->raw);
+                        continue;
+                }
+                switch (status) {
                 case CHORUS_APPLY_APPLIED:
-                        w->stats.applied++;
-                        if (e->role == CHORUS_TOPIC_PREDICTIONS && (err = emit_forecast(w, e, r)))
-                                return err;
+                case CHORUS_APPLY_REEMIT:
+                        if (status == CHORUS_APPLY_APPLIED)
+                                w->stats.applied++;
+                        else
+                                w->stats.reemitted++;
+                        if (e->role == CHORUS_TOPIC_PREDICTIONS) {
+                                chorus_err_t err = emit_forecast(w, e, r);
+                                if (err == CHORUS_ERR_KAFKA) {
+                                        kafka_err = err;
+                                        free(e->raw);
+                                        continue;
+                                }
+                                if (err) {
+                                        processing_failed(w, e, chorus_err2str(err));
+                                        continue;
+                                }
+                                add_release(w, e);
+                        }
+                        free(e->raw);
                         break;
                 case CHORUS_APPLY_DUPLICATE:
                         w->stats.duplicates++;
+                        free(e->raw);
                         break;
                 case CHORUS_APPLY_STALE:
                         w->stats.stale++;
+                        free(e->raw);
                         break;
                 case CHORUS_APPLY_REPLAYED:
                         w->stats.replayed++;
+                        free(e->raw);
                         break;
                 case CHORUS_APPLY_HOLD:
                         if (!e->held_since_ms) {
                                 e->held_since_ms = now;
                                 w->stats.held++;
                         }
-                        w->held = grow(w->held, &w->held_cap, w->n_held + 1, sizeof(*w->held));
-                        w->held[w->n_held++] = *e;
+                        carry(w, e);
                         break;
                 case CHORUS_APPLY_ERROR:
-                        chorus_log_error("state", "msg=\"state function failed\" topic=%s "
-                                         "partition=%d offset=%" PRId64 " err=\"%s\"",
-                                         e->topic, (int)e->partition, e->offset,
-                                         r && r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-                        return CHORUS_ERR_STATE;
+                        processing_failed(w, e,
+                                          r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                                            : "unexpected reply");
+                        break;
                 }
         }
-        return CHORUS_OK;
+        w->n_entries = 0;
+        return kafka_err;
+}
+
+/* The offsets to commit: per partition, after the last record handled, but
+ * never beyond a held or retried record. NULL when nothing moved. */
+static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+
+        for (size_t i = 0; i < w->n_positions; i++) {
+                position_t *pos = &w->positions[i];
+                int64_t commit = pos->next_offset;
+
+                for (size_t j = 0; j < w->n_held; j++)
+                        if (same_partition(w->held[j].topic, w->held[j].partition, pos->topic,
+                                           pos->partition) &&
+                            w->held[j].offset < commit)
+                                commit = w->held[j].offset;
+                if (commit > pos->committed_offset)
+                        rd_kafka_topic_partition_list_add(list, pos->topic, pos->partition)
+                            ->offset = commit;
+        }
+        if (!list->cnt) {
+                rd_kafka_topic_partition_list_destroy(list);
+                return NULL;
+        }
+        return list;
+}
+
+static void offsets_committed(chorus_worker_t *w, const rd_kafka_topic_partition_list_t *list) {
+        for (int i = 0; list && i < list->cnt; i++)
+                position_get(w, list->elems[i].topic, list->elems[i].partition)->committed_offset =
+                    list->elems[i].offset;
+        /* The snapshots of this batch may go with the next round trip. */
+        for (size_t i = 0; i < w->n_batch_releases; i++)
+                *VEC_PUSH(w, releases) = w->batch_releases[i];
+        w->n_batch_releases = 0;
 }
 
 /* Waits until every output so far is delivered. */
@@ -578,46 +842,137 @@ static chorus_err_t flush_outputs(chorus_worker_t *w) {
         while (rd_kafka_outq_len(w->producer) > 0)
                 rd_kafka_flush(w->producer, 1000);
         if (w->delivery_failures) {
-                chorus_log_error("producer", "msg=\"outputs not delivered; not committing\" "
-                                 "failures=%" PRId64, w->delivery_failures);
+                chorus_log_error("producer",
+                                 "msg=\"outputs not delivered; not committing\" failures=%" PRId64,
+                                 w->delivery_failures);
                 return CHORUS_ERR_KAFKA;
         }
         return CHORUS_OK;
 }
 
-/* Commits, per partition, the offset after the last record whose outputs
- * are delivered, but never beyond a held record. */
-static chorus_err_t commit_positions(chorus_worker_t *w) {
-        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
-        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+/* at_least_once: flush, then commit offsets. */
+static chorus_err_t commit_plain(chorus_worker_t *w) {
+        rd_kafka_topic_partition_list_t *list;
+        rd_kafka_resp_err_t err;
+        chorus_err_t cerr;
 
-        for (size_t i = 0; i < w->n_positions; i++) {
-                position_t *pos = &w->positions[i];
-                int64_t commit = pos->next_offset;
-
-                for (size_t j = 0; j < w->n_held; j++)
-                        if (w->held[j].partition == pos->partition &&
-                            !strcmp(w->held[j].topic, pos->topic) && w->held[j].offset < commit)
-                                commit = w->held[j].offset;
-                if (commit > pos->committed_offset) {
-                        rd_kafka_topic_partition_list_add(list, pos->topic, pos->partition)
-                            ->offset = commit;
-                        pos->committed_offset = commit;
-                }
+        if ((cerr = flush_outputs(w)))
+                return cerr;
+        if (!(list = offsets_to_commit(w))) {
+                offsets_committed(w, NULL);
+                return CHORUS_OK;
         }
-        if (list->cnt)
-                err = rd_kafka_commit(w->consumer, list, 0);
-        rd_kafka_topic_partition_list_destroy(list);
-        if (err) {
-                /* The records will be re-delivered and found applied: no loss. */
+        err = rd_kafka_commit(w->consumer, list, 0);
+        if (err) /* The records come back and are found applied: no loss. */
                 chorus_log_warn("consumer", "msg=\"commit failed\" err=\"%s\"",
                                 rd_kafka_err2str(err));
+        else
+                offsets_committed(w, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        return CHORUS_OK;
+}
+
+/* Rewinds every assigned partition to its committed offset and forgets the
+ * batch, after an aborted transaction. */
+static chorus_err_t rewind_to_committed(chorus_worker_t *w) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        rd_kafka_error_t *error;
+        rd_kafka_resp_err_t err;
+
+        w->n_fresh = drop_entries(w->fresh, w->n_fresh, NULL, 0);
+        w->n_held = drop_entries(w->held, w->n_held, NULL, 0);
+        w->n_batch_releases = 0;
+        clear_dead_letters(w);
+        if ((err = rd_kafka_assignment(w->consumer, &parts)))
+                return CHORUS_ERR_KAFKA;
+        if (parts->cnt && (err = rd_kafka_committed(w->consumer, parts, 30000))) {
+                rd_kafka_topic_partition_list_destroy(parts);
+                return CHORUS_ERR_KAFKA;
+        }
+        for (int i = 0; i < parts->cnt; i++)
+                if (parts->elems[i].offset < 0) /* nothing committed yet */
+                        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+        error = parts->cnt ? rd_kafka_seek_partitions(w->consumer, parts, 30000) : NULL;
+        rd_kafka_topic_partition_list_destroy(parts);
+        w->n_positions = 0;
+        if (error) {
+                chorus_log_error("consumer", "msg=\"rewind failed\" err=\"%s\"",
+                                 rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return CHORUS_ERR_KAFKA;
         }
         return CHORUS_OK;
 }
 
+/* Classifies a transactional error: retry the call (1), abort and rewind
+ * (0), or give up (-1: fatal, the supervisor restarts the process). */
+static int txn_error_action(rd_kafka_error_t *error, const char *what) {
+        int action = rd_kafka_error_is_fatal(error)             ? -1
+                     : rd_kafka_error_txn_requires_abort(error) ? 0
+                     : rd_kafka_error_is_retriable(error)       ? 1
+                                                                : 0;
+        chorus_log(action < 0 ? CHORUS_LOG_ERROR : CHORUS_LOG_WARN, "txn",
+                   "msg=\"%s failed\" action=%s err=\"%s\"", what,
+                   action < 0 ? "exit" : action ? "retry" : "abort",
+                   rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        return action;
+}
+
+/* Aborts the open transaction and rewinds to the committed offsets. */
+static chorus_err_t abort_and_rewind(chorus_worker_t *w) {
+        rd_kafka_error_t *error;
+
+        while ((error = rd_kafka_abort_transaction(w->producer, TXN_TIMEOUT_MS)))
+                if (txn_error_action(error, "abort_transaction") <= 0)
+                        return CHORUS_ERR_KAFKA;
+        w->stats.aborted_batches++;
+        return rewind_to_committed(w);
+}
+
+/* exactly_once: the batch's outputs and offsets in one transaction. */
+static chorus_err_t commit_transaction(chorus_worker_t *w) {
+        rd_kafka_topic_partition_list_t *list = offsets_to_commit(w);
+        rd_kafka_consumer_group_metadata_t *cgmd;
+        rd_kafka_error_t *error = NULL;
+
+        if (list) {
+                cgmd = rd_kafka_consumer_group_metadata(w->consumer);
+                error = rd_kafka_send_offsets_to_transaction(w->producer, list, cgmd,
+                                                             TXN_TIMEOUT_MS);
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+        }
+        while (!error && (error = rd_kafka_commit_transaction(w->producer, TXN_TIMEOUT_MS)) &&
+               rd_kafka_error_is_retriable(error) && !rd_kafka_error_txn_requires_abort(error)) {
+                txn_error_action(error, "commit_transaction");
+                error = NULL;
+        }
+        if (!error) {
+                offsets_committed(w, list);
+                if (list)
+                        rd_kafka_topic_partition_list_destroy(list);
+                return CHORUS_OK;
+        }
+        if (list)
+                rd_kafka_topic_partition_list_destroy(list);
+        if (txn_error_action(error, "commit") < 0)
+                return CHORUS_ERR_KAFKA;
+        return abort_and_rewind(w);
+}
+
+static chorus_err_t begin_transaction(chorus_worker_t *w) {
+        rd_kafka_error_t *error = rd_kafka_begin_transaction(w->producer);
+
+        if (!error)
+                return CHORUS_OK;
+        txn_error_action(error, "begin_transaction");
+        return CHORUS_ERR_KAFKA;
+}
+
 static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        rd_kafka_topic_partition_list_t *moved;
         chorus_err_t err;
+        int had_entries;
 
         /* Held records first, in their order, then the fresh ones. */
         w->entries = grow(w->entries, &w->entries_cap, w->n_held + w->n_fresh + 1,
@@ -625,18 +980,45 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         memcpy(w->entries, w->held, w->n_held * sizeof(*w->held));
         memcpy(w->entries + w->n_held, w->fresh, w->n_fresh * sizeof(*w->fresh));
         w->n_entries = w->n_held + w->n_fresh;
-        w->n_fresh = 0;
-        if (w->n_entries == 0)
-                return commit_positions(w);
-        w->stats.batches++;
-        queue_state_calls(w);
-        if ((err = exec_state_calls(w, stop)))
+        w->n_held = w->n_fresh = 0;
+        had_entries = w->n_entries > 0;
+
+        if (w->n_entries || w->n_releases) {
+                w->stats.batches++;
+                queue_state_calls(w);
+                if ((err = exec_state_calls(w, stop))) {
+                        /* Stopping: what was not applied comes back after a restart. */
+                        free_entries(w->entries, w->n_entries);
+                        w->n_entries = 0;
+                        return err;
+                }
+                w->n_releases = 0;
+        }
+        if (!w->transactional) {
+                if ((err = handle_replies(w)) || (err = produce_dead_letters(w)))
+                        return err;
+                clear_dead_letters(w);
+                return commit_plain(w);
+        }
+
+        /* An idle loop opens no transaction. */
+        if (!had_entries && !w->n_dlq) {
+                if (!(moved = offsets_to_commit(w)))
+                        return CHORUS_OK;
+                rd_kafka_topic_partition_list_destroy(moved);
+        }
+        if ((err = begin_transaction(w))) {
+                free_entries(w->entries, w->n_entries);
+                w->n_entries = 0;
                 return err;
-        if ((err = handle_replies(w)))
-                return err;
-        if ((err = flush_outputs(w)))
-                return err;
-        return commit_positions(w);
+        }
+        err = handle_replies(w);
+        if (!err)
+                err = produce_dead_letters(w);
+        clear_dead_letters(w);
+        if (err) /* a produce failed: the transaction cannot commit */
+                return abort_and_rewind(w);
+        return commit_transaction(w);
 }
 
 chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
@@ -644,7 +1026,8 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
         int64_t last_input = now_ms();
         chorus_err_t err = CHORUS_OK;
 
-        chorus_log_info("worker", "msg=\"started\" instance=%s", w->instance_id);
+        chorus_log_info("worker", "msg=\"started\" instance=%s guarantee=%s", w->instance_id,
+                        w->transactional ? "exactly_once" : "at_least_once");
         while (!*stop) {
                 int64_t deadline = now_ms() + w->cfg->batch_max_wait_ms;
                 int64_t wait;
@@ -657,20 +1040,19 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                                 continue;
                         if (m->err) {
                                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                                        chorus_log_warn("consumer", "msg=\"consume error\" err=\"%s\"",
+                                        chorus_log_warn("consumer",
+                                                        "msg=\"consume error\" err=\"%s\"",
                                                         rd_kafka_message_errstr(m));
                         } else {
                                 fresh++;
-                                err = admit(w, m);
+                                admit(w, m);
                         }
                         rd_kafka_message_destroy(m);
-                        if (err)
-                                return err;
                 }
                 if (fresh)
                         last_input = now_ms();
                 if ((err = run_batch(w, stop)))
-                        return err;
+                        break;
                 rd_kafka_poll(w->producer, 0);
                 /* Idle is measured from the later of the last input and the
                  * assignment: joining a group can take seconds. */
@@ -679,9 +1061,16 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                         idle_exit_ms)
                         break;
         }
-        chorus_log_info("worker", "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64
-                        " forecasts=%" PRIu64,
+        /* Release the last batch's snapshots: its outputs are committed. */
+        if (!err && w->n_releases) {
+                queue_state_calls(w);
+                if (!exec_state_calls(w, stop))
+                        w->n_releases = 0;
+        }
+        chorus_log_info("worker",
+                        "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64
+                        " forecasts=%" PRIu64 " err=%s",
                         w->stats.batches, w->stats.applied,
-                        w->stats.records_out[CHORUS_TOPIC_FORECASTS]);
+                        w->stats.records_out[CHORUS_TOPIC_FORECASTS], chorus_err2code(err));
         return err;
 }
