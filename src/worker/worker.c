@@ -977,8 +977,10 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         /* Held records first, in their order, then the fresh ones. */
         w->entries = grow(w->entries, &w->entries_cap, w->n_held + w->n_fresh + 1,
                           sizeof(*w->entries));
-        memcpy(w->entries, w->held, w->n_held * sizeof(*w->held));
-        memcpy(w->entries + w->n_held, w->fresh, w->n_fresh * sizeof(*w->fresh));
+        if (w->n_held) /* memcpy from NULL is undefined even for 0 bytes */
+                memcpy(w->entries, w->held, w->n_held * sizeof(*w->held));
+        if (w->n_fresh)
+                memcpy(w->entries + w->n_held, w->fresh, w->n_fresh * sizeof(*w->fresh));
         w->n_entries = w->n_held + w->n_fresh;
         w->n_held = w->n_fresh = 0;
         had_entries = w->n_entries > 0;
