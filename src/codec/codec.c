@@ -146,21 +146,6 @@ static const struct tdesc {
                                          0},
 };
 
-/* Kept here, not chorus_fallback_name(), so the codec depends on no other
- * module. The strings are a wire contract (SPEC §3). */
-static const char *fallback_str(chorus_fallback_t f) {
-        switch (f) {
-        case CHORUS_FALLBACK_COLD_START:
-                return "cold_start";
-        case CHORUS_FALLBACK_OVERFITTING:
-                return "overfitting";
-        case CHORUS_FALLBACK_ROLLBACK:
-                return "rollback";
-        case CHORUS_FALLBACK_NONE:
-                break;
-        }
-        return NULL;
-}
 
 /* ====================================================================== */
 /* Codec state                                                            */
@@ -329,7 +314,7 @@ static json_t *json_field_obj(json_t *record_json, const char *name) {
 /* Join table rows to the reader schema; see the invariants at the top. */
 static int rtype_bind(rtype_t *rt, const struct tdesc *td, char *errstr, size_t errstr_size) {
         if (td->n_fields > MAX_FIELDS) {
-                chorus_codec_seterr(errstr, errstr_size, "%s: too many fields", td->record);
+                chorus_seterr(errstr, errstr_size, "%s: too many fields", td->record);
                 return -1;
         }
         for (size_t i = 0; i < td->n_fields; i++) {
@@ -339,7 +324,7 @@ static int rtype_bind(rtype_t *rt, const struct tdesc *td, char *errstr, size_t 
                 int idx = avro_schema_record_field_get_index(rt->schema, fd->name);
 
                 if (idx < 0) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "%s: reader schema has no field %s", td->record,
                                             fd->name);
                         return -1;
@@ -357,14 +342,14 @@ static int rtype_bind(rtype_t *rt, const struct tdesc *td, char *errstr, size_t 
                                         rt->val_branch[i] = (int)b;
                         }
                         if (n != 2 || rt->null_branch[i] < 0 || rt->val_branch[i] < 0) {
-                                chorus_codec_seterr(errstr, errstr_size,
+                                chorus_seterr(errstr, errstr_size,
                                                     "%s: field %s is not [\"null\", T] of the "
                                                     "type the C struct expects",
                                                     td->record, fd->name);
                                 return -1;
                         }
                 } else if (!kind_matches(fd->kind, fs)) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "%s: field %s has a type the C struct cannot hold",
                                             td->record, fd->name);
                         return -1;
@@ -372,7 +357,7 @@ static int rtype_bind(rtype_t *rt, const struct tdesc *td, char *errstr, size_t 
                 fobj = json_field_obj(rt->json, fd->name);
                 rt->def[i] = fobj ? json_object_get(fobj, "default") : NULL;
                 if (rt->def[i] && !default_matches(fd, rt->def[i])) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "%s: field %s has a default the C struct cannot hold",
                                             td->record, fd->name);
                         return -1;
@@ -387,22 +372,22 @@ static int rtype_init(rtype_t *rt, chorus_record_type_t type, char *errstr, size
         json_error_t jerr;
 
         if (!text) {
-                chorus_codec_seterr(errstr, errstr_size, "embedded schema %s is missing", td->file);
+                chorus_seterr(errstr, errstr_size, "embedded schema %s is missing", td->file);
                 return -1;
         }
         if (avro_schema_from_json_length(text, strlen(text), &rt->schema)) {
                 rt->schema = NULL;
-                chorus_codec_seterr(errstr, errstr_size, "schema %s: %.200s", td->file,
+                chorus_seterr(errstr, errstr_size, "schema %s: %.200s", td->file,
                                     avro_strerror());
                 return -1;
         }
         if (!(rt->json = json_loads(text, 0, &jerr))) {
-                chorus_codec_seterr(errstr, errstr_size, "schema %s: line %d: %s", td->file,
+                chorus_seterr(errstr, errstr_size, "schema %s: line %d: %s", td->file,
                                     jerr.line, jerr.text);
                 return -1;
         }
         if (!is_avro_record(rt->schema) || strcmp(avro_schema_name(rt->schema), td->record)) {
-                chorus_codec_seterr(errstr, errstr_size, "schema %s: not a record named %s",
+                chorus_seterr(errstr, errstr_size, "schema %s: not a record named %s",
                                     td->file, td->record);
                 return -1;
         }
@@ -411,7 +396,7 @@ static int rtype_init(rtype_t *rt, chorus_record_type_t type, char *errstr, size
         if (td->fields) {
                 if (!(rt->iface = avro_generic_class_from_schema(rt->schema)) ||
                     avro_generic_value_new(rt->iface, &rt->value)) {
-                        chorus_codec_seterr(errstr, errstr_size, "schema %s: %.200s", td->file,
+                        chorus_seterr(errstr, errstr_size, "schema %s: %.200s", td->file,
                                             avro_strerror());
                         return -1;
                 }
@@ -448,7 +433,7 @@ chorus_codec_t *chorus_codec_new(char *errstr, size_t errstr_size) {
         chorus_codec_t *codec = calloc(1, sizeof(*codec));
 
         if (!codec) {
-                chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                chorus_seterr(errstr, errstr_size, "out of memory");
                 return NULL;
         }
         for (int t = 0; t < CHORUS_RECORD__COUNT; t++)
@@ -456,7 +441,7 @@ chorus_codec_t *chorus_codec_new(char *errstr, size_t errstr_size) {
                         goto fail;
         if (!(codec->reader = avro_reader_memory(empty_buf, 0)) ||
             !(codec->writer = avro_writer_memory(empty_buf, 0))) {
-                chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                chorus_seterr(errstr, errstr_size, "out of memory");
                 goto fail;
         }
         return codec;
@@ -518,13 +503,13 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
         size_t pos;
 
         if (!codec || !schema_json || (unsigned)type >= CHORUS_RECORD__COUNT) {
-                chorus_codec_seterr(errstr, errstr_size, "invalid argument");
+                chorus_seterr(errstr, errstr_size, "invalid argument");
                 return CHORUS_ERR_INVALID_ARG;
         }
         td = &types[type];
         /* jansson first: its syntax errors carry a line and column. */
         if (!(json = json_loads(schema_json, JSON_DECODE_ANY, &jerr))) {
-                chorus_codec_seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                                     "schema id %" PRId32
                                     " (%s): invalid JSON at line %d column %d: %s",
                                     schema_id, td->record, jerr.line, jerr.column, jerr.text);
@@ -532,7 +517,7 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
         }
         json_decref(json);
         if (!(w = calloc(1, sizeof(*w)))) {
-                chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                chorus_seterr(errstr, errstr_size, "out of memory");
                 goto fail;
         }
         w->id = schema_id;
@@ -541,26 +526,26 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
                 w->schema = NULL;
                 /* avro_strerror() accumulates old messages; only its start is
                  * this error's. */
-                chorus_codec_seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                                     "schema id %" PRId32 " (%s): not a valid Avro schema: %.160s",
                                     schema_id, td->record, avro_strerror());
                 goto fail;
         }
         if (chorus_codec_resolve_check(w->schema, codec->rt[type].schema, codec->rt[type].json, why,
                                        sizeof(why))) {
-                chorus_codec_seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                                     "schema id %" PRId32 " cannot be read as %s: %s", schema_id,
                                     td->record, why);
                 goto fail;
         }
         if (!(w->walk = chorus_codec_walk_new(w->schema, why, sizeof(why)))) {
-                chorus_codec_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %s",
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %s",
                                     schema_id, td->record, why);
                 goto fail;
         }
         if (!(w->iface = avro_generic_class_from_schema(w->schema)) ||
             avro_generic_value_new(w->iface, &w->value)) {
-                chorus_codec_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %.160s",
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %.160s",
                                     schema_id, td->record, avro_strerror());
                 goto fail;
         }
@@ -581,7 +566,7 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
                 size_t ncap = codec->cap_writers ? codec->cap_writers * 2 : 8;
                 writer_t **nw = realloc(codec->writers, ncap * sizeof(*nw));
                 if (!nw) {
-                        chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                        chorus_seterr(errstr, errstr_size, "out of memory");
                         goto fail;
                 }
                 codec->writers = nw;
@@ -729,7 +714,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
 
         if (sc->t == S_NULL) {
                 if (!fd->optional) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "field %s: null, but the field is required", fd->name);
                         return CHORUS_ERR_MALFORMED;
                 }
@@ -743,7 +728,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                 if (sc->t != S_STR)
                         break;
                 if (sc->n > fd->cap - 1) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s: %zu bytes exceeds %zu",
+                        chorus_seterr(errstr, errstr_size, "field %s: %zu bytes exceeds %zu",
                                             fd->name, sc->n, fd->cap - 1);
                         return CHORUS_ERR_ABSURD_LENGTH;
                 }
@@ -756,7 +741,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                         err = CHORUS_ERR_INVALID_UTF8;
                 }
                 if (err) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s: %s", fd->name, why);
+                        chorus_seterr(errstr, errstr_size, "field %s: %s", fd->name, why);
                         return err;
                 }
                 if (sc->n)
@@ -768,7 +753,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                 if (sc->t != S_LONG)
                         break;
                 if (fd->kind == K_TS && (sc->l < CHORUS_TS_MIN || sc->l >= CHORUS_TS_MAX)) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "field %s: %" PRId64 " ms is outside [1970-01-01, "
                                             "2200-01-01)",
                                             fd->name, sc->l);
@@ -786,7 +771,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                 else
                         break;
                 if (!isfinite(d)) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s: %s", fd->name,
+                        chorus_seterr(errstr, errstr_size, "field %s: %s", fd->name,
                                             isnan(d) ? "NaN"
                                             : d > 0  ? "+Inf"
                                                      : "-Inf");
@@ -801,10 +786,10 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                 *(int *)(void *)(out + fd->off) = sc->b != 0;
                 goto present;
         default:
-                chorus_codec_seterr(errstr, errstr_size, "field %s: not decodable", fd->name);
+                chorus_seterr(errstr, errstr_size, "field %s: not decodable", fd->name);
                 return CHORUS_ERR_UNSUPPORTED;
         }
-        chorus_codec_seterr(errstr, errstr_size, "field %s: the writer sent %s", fd->name,
+        chorus_seterr(errstr, errstr_size, "field %s: the writer sent %s", fd->name,
                             scalar_type(sc));
         return CHORUS_ERR_MALFORMED;
 
@@ -836,11 +821,11 @@ static chorus_err_t store_names(const fdesc_t *fd, avro_value_t *v, chorus_forec
 
         unwrap(v);
         if (avro_value_get_type(v) != AVRO_ARRAY || avro_value_get_size(v, &count)) {
-                chorus_codec_seterr(errstr, errstr_size, "field %s: not an array", fd->name);
+                chorus_seterr(errstr, errstr_size, "field %s: not an array", fd->name);
                 return CHORUS_ERR_MALFORMED;
         }
         if (count > CHORUS_MAX_MODELS) {
-                chorus_codec_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d",
+                chorus_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d",
                                     fd->name, count, CHORUS_MAX_MODELS);
                 return CHORUS_ERR_ABSURD_LENGTH;
         }
@@ -852,18 +837,18 @@ static chorus_err_t store_names(const fdesc_t *fd, avro_value_t *v, chorus_forec
                         return CHORUS_ERR_MALFORMED;
                 scalar_from_value(&e, &sc);
                 if (sc.t != S_STR) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s[%zu]: not a string",
+                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: not a string",
                                             fd->name, i);
                         return CHORUS_ERR_MALFORMED;
                 }
                 if (sc.n > CHORUS_NAME_MAX) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "field %s[%zu]: %zu bytes exceeds %d", fd->name, i,
                                             sc.n, CHORUS_NAME_MAX);
                         return CHORUS_ERR_ABSURD_LENGTH;
                 }
                 if ((err = chorus_codec_name_explain(sc.s, sc.n, why, sizeof(why)))) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s[%zu]: %s", fd->name, i,
+                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: %s", fd->name, i,
                                             why);
                         return err;
                 }
@@ -881,11 +866,11 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
 
         unwrap(v);
         if (avro_value_get_type(v) != AVRO_MAP || avro_value_get_size(v, &count)) {
-                chorus_codec_seterr(errstr, errstr_size, "field %s: not a map", fd->name);
+                chorus_seterr(errstr, errstr_size, "field %s: not a map", fd->name);
                 return CHORUS_ERR_MALFORMED;
         }
         if (count != fc->n_present) {
-                chorus_codec_seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                                     "field %s: %zu entries for %zu models present", fd->name, count,
                                     fc->n_present);
                 return count > CHORUS_MAX_MODELS ? CHORUS_ERR_ABSURD_LENGTH : CHORUS_ERR_MALFORMED;
@@ -895,7 +880,7 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
                 avro_value_t e;
 
                 if (avro_value_get_by_name(v, fc->present[i], &e, NULL)) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s: no entry for %s",
+                        chorus_seterr(errstr, errstr_size, "field %s: no entry for %s",
                                             fd->name, fc->present[i]);
                         return CHORUS_ERR_MALFORMED;
                 }
@@ -905,12 +890,12 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
                         sc.d = (double)sc.l;
                 }
                 if (sc.t != S_DOUBLE) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s: %s is not a number",
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is not a number",
                                             fd->name, fc->present[i]);
                         return CHORUS_ERR_MALFORMED;
                 }
                 if (!isfinite(sc.d)) {
-                        chorus_codec_seterr(errstr, errstr_size, "field %s: %s is not finite",
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is not finite",
                                             fd->name, fc->present[i]);
                         return CHORUS_ERR_NON_FINITE;
                 }
@@ -929,12 +914,12 @@ static chorus_err_t store_fallback(const fdesc_t *fd, const scalar_t *sc, chorus
                 return CHORUS_OK;
         if (sc->t == S_STR)
                 for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-                        if (strlen(fallback_str(all[i])) == sc->n &&
-                            !memcmp(fallback_str(all[i]), sc->s, sc->n)) {
+                        if (strlen(chorus_fallback_name(all[i])) == sc->n &&
+                            !memcmp(chorus_fallback_name(all[i]), sc->s, sc->n)) {
                                 fc->fallback = all[i];
                                 return CHORUS_OK;
                         }
-        chorus_codec_seterr(errstr, errstr_size, "field %s: not a known fallback", fd->name);
+        chorus_seterr(errstr, errstr_size, "field %s: not a known fallback", fd->name);
         return CHORUS_ERR_MALFORMED;
 }
 
@@ -950,7 +935,7 @@ static chorus_err_t decode_field(const writer_t *w, const rtype_t *rt, size_t i,
                 return store(fd, &sc, out, errstr, errstr_size);
         }
         if (avro_value_get_by_index(rec, (size_t)w->idx[i], &fv, NULL)) {
-                chorus_codec_seterr(errstr, errstr_size, "field %s: missing", fd->name);
+                chorus_seterr(errstr, errstr_size, "field %s: missing", fd->name);
                 return CHORUS_ERR_MALFORMED;
         }
         switch (fd->kind) {
@@ -982,11 +967,11 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
         if (schema_id_out)
                 *schema_id_out = -1;
         if (!codec || !out || (!data && len)) {
-                chorus_codec_seterr(errstr, errstr_size, "invalid argument");
+                chorus_seterr(errstr, errstr_size, "invalid argument");
                 return CHORUS_ERR_INVALID_ARG;
         }
         if ((unsigned)type >= CHORUS_RECORD__COUNT || !types[type].decodable) {
-                chorus_codec_seterr(errstr, errstr_size, "decoding %s is not supported",
+                chorus_seterr(errstr, errstr_size, "decoding %s is not supported",
                                     chorus_record_type_name(type));
                 return CHORUS_ERR_UNSUPPORTED;
         }
@@ -995,13 +980,13 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
 
         if (framing == CHORUS_FRAMING_CONFLUENT) {
                 if (len < 5) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "%zu bytes is shorter than the 5-byte Confluent header",
                                             len);
                         return CHORUS_ERR_BAD_FRAMING;
                 }
                 if (p[0] != 0x00) {
-                        chorus_codec_seterr(errstr, errstr_size, "magic byte 0x%02x, expected 0x00",
+                        chorus_seterr(errstr, errstr_size, "magic byte 0x%02x, expected 0x00",
                                             p[0]);
                         return CHORUS_ERR_BAD_FRAMING;
                 }
@@ -1016,12 +1001,12 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
                 *schema_id_out = id;
 
         if (!(w = writer_find(codec, id))) {
-                chorus_codec_seterr(errstr, errstr_size, "schema id %" PRId32 " is not registered",
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " is not registered",
                                     id);
                 return CHORUS_ERR_UNKNOWN_SCHEMA;
         }
         if (w->type != type) {
-                chorus_codec_seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                                     "schema id %" PRId32 " is registered for %s, not %s", id,
                                     chorus_record_type_name(w->type), td->record);
                 return CHORUS_ERR_WRONG_RECORD_TYPE;
@@ -1034,7 +1019,7 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
         avro_reader_memory_set_source(codec->reader, len ? (const char *)p : empty_buf,
                                       (int64_t)len);
         if (avro_value_read(codec->reader, &w->value)) {
-                chorus_codec_seterr(errstr, errstr_size, "Avro-C rejected the body: %.160s",
+                chorus_seterr(errstr, errstr_size, "Avro-C rejected the body: %.160s",
                                     avro_strerror());
                 return CHORUS_ERR_MALFORMED;
         }
@@ -1061,7 +1046,7 @@ static chorus_err_t put_string(avro_value_t *v, const char *s, size_t cap, const
         size_t n = strnlen(s, cap);
 
         if (n == cap) {
-                chorus_codec_seterr(errstr, errstr_size, "field %s: not NUL-terminated", field);
+                chorus_seterr(errstr, errstr_size, "field %s: not NUL-terminated", field);
                 return CHORUS_ERR_INVALID_ARG;
         }
         if (avro_value_set_string_len(v, s, n + 1)) /* the size counts the NUL */
@@ -1075,7 +1060,7 @@ static chorus_err_t put_names(avro_value_t *arr, const chorus_name_t *names, siz
         avro_value_t e;
 
         if (n > CHORUS_MAX_MODELS) {
-                chorus_codec_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d", field,
+                chorus_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d", field,
                                     n, CHORUS_MAX_MODELS);
                 return CHORUS_ERR_INVALID_ARG;
         }
@@ -1094,20 +1079,20 @@ static chorus_err_t put_weights(avro_value_t *map, const chorus_forecast_t *fc, 
         int is_new;
 
         if (fc->n_present > CHORUS_MAX_MODELS) {
-                chorus_codec_seterr(errstr, errstr_size, "field weights: %zu models exceeds %d",
+                chorus_seterr(errstr, errstr_size, "field weights: %zu models exceeds %d",
                                     fc->n_present, CHORUS_MAX_MODELS);
                 return CHORUS_ERR_INVALID_ARG;
         }
         for (size_t i = 0; i < fc->n_present; i++) {
                 if (strnlen(fc->present[i], sizeof(fc->present[i])) == sizeof(fc->present[i])) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "field weights: model %zu not NUL-terminated", i);
                         return CHORUS_ERR_INVALID_ARG;
                 }
                 if (avro_value_add(map, fc->present[i], &e, NULL, &is_new))
                         return CHORUS_ERR_NOMEM;
                 if (!is_new) {
-                        chorus_codec_seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                             "field weights: model %s appears twice",
                                             fc->present[i]);
                         return CHORUS_ERR_INVALID_ARG;
@@ -1156,7 +1141,7 @@ static chorus_err_t put_field(const fdesc_t *fd, avro_value_t *v, const unsigned
                 const char *s;
 
                 memcpy(&f, m, sizeof(f));
-                s = fallback_str(f);
+                s = chorus_fallback_name(f);
                 return s && !avro_value_set_string(v, s) ? CHORUS_OK : CHORUS_ERR_NOMEM;
         }
         }
@@ -1170,7 +1155,7 @@ static int is_present(const fdesc_t *fd, const unsigned char *rec) {
         if (fd->kind == K_FALLBACK) {
                 chorus_fallback_t f;
                 memcpy(&f, rec + fd->off, sizeof(f));
-                return fallback_str(f) != NULL;
+                return chorus_fallback_name(f) != NULL;
         }
         memcpy(&has, rec + fd->has_off, sizeof(has));
         return has != 0;
@@ -1187,11 +1172,11 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
         chorus_err_t err;
 
         if (!codec || !rec || !out) {
-                chorus_codec_seterr(errstr, errstr_size, "invalid argument");
+                chorus_seterr(errstr, errstr_size, "invalid argument");
                 return CHORUS_ERR_INVALID_ARG;
         }
         if ((unsigned)type >= CHORUS_RECORD__COUNT || !types[type].fields) {
-                chorus_codec_seterr(errstr, errstr_size, "encoding %s is not supported",
+                chorus_seterr(errstr, errstr_size, "encoding %s is not supported",
                                     chorus_record_type_name(type));
                 return CHORUS_ERR_UNSUPPORTED;
         }
@@ -1233,7 +1218,7 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
          * record exactly and write again. That saves a sizing pass per record
          * once the buffer has grown. */
         if (buf_reserve(out, hdr + 64)) {
-                chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                chorus_seterr(errstr, errstr_size, "out of memory");
                 return CHORUS_ERR_NOMEM;
         }
         for (int attempt = 0;; attempt++) {
@@ -1248,7 +1233,7 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
                 if (attempt || avro_value_sizeof(&rt->value, &size))
                         goto avro_fail;
                 if (buf_reserve(out, hdr + size)) {
-                        chorus_codec_seterr(errstr, errstr_size, "out of memory");
+                        chorus_seterr(errstr, errstr_size, "out of memory");
                         return CHORUS_ERR_NOMEM;
                 }
         }
@@ -1264,6 +1249,6 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
         return CHORUS_OK;
 
 avro_fail:
-        chorus_codec_seterr(errstr, errstr_size, "%s: Avro-C: %.160s", td->record, avro_strerror());
+        chorus_seterr(errstr, errstr_size, "%s: Avro-C: %.160s", td->record, avro_strerror());
         return CHORUS_ERR_NOMEM;
 }

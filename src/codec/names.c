@@ -21,15 +21,6 @@
 #include "chorus/codec.h"
 #include "codec_int.h"
 
-void chorus_codec_seterr(char *errstr, size_t errstr_size, const char *fmt, ...) {
-        va_list ap;
-
-        if (!errstr || !errstr_size)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(errstr, errstr_size, fmt, ap);
-        va_end(ap);
-}
 
 /* ====================================================================== */
 /* UTF-8                                                                  */
@@ -101,7 +92,7 @@ chorus_err_t chorus_codec_utf8_check(const char *s, size_t len, char *why, size_
                         continue;
                 }
                 if (utf8_next(u, len, &i) < 0) {
-                        chorus_codec_seterr(why, why_size, "invalid UTF-8 at byte %zu (0x%02x)", i,
+                        chorus_seterr(why, why_size, "invalid UTF-8 at byte %zu (0x%02x)", i,
                                             u[i]);
                         return CHORUS_ERR_INVALID_UTF8;
                 }
@@ -129,17 +120,17 @@ chorus_err_t chorus_codec_name_explain(const char *name, size_t len, char *why, 
         size_t i = 0;
 
         if (len == 0 || !name) {
-                chorus_codec_seterr(why, why_size, "empty name");
+                chorus_seterr(why, why_size, "empty name");
                 return CHORUS_ERR_INVALID_NAME;
         }
         if (len > CHORUS_NAME_MAX) {
-                chorus_codec_seterr(why, why_size, "%zu bytes exceeds %d", len, CHORUS_NAME_MAX);
+                chorus_seterr(why, why_size, "%zu bytes exceeds %d", len, CHORUS_NAME_MAX);
                 return CHORUS_ERR_INVALID_NAME;
         }
         if ((err = chorus_codec_utf8_check(name, len, why, why_size)))
                 return err;
         if (len >= 2 && name[0] == '_' && name[1] == '_') {
-                chorus_codec_seterr(why, why_size, "names beginning with \"__\" are reserved");
+                chorus_seterr(why, why_size, "names beginning with \"__\" are reserved");
                 return CHORUS_ERR_INVALID_NAME;
         }
         while (i < len) {
@@ -149,17 +140,17 @@ chorus_err_t chorus_codec_name_explain(const char *name, size_t len, char *why, 
                 if (cp < 0)
                         return CHORUS_ERR_INVALID_UTF8;
                 if (is_control((unsigned long)cp)) {
-                        chorus_codec_seterr(why, why_size, "control character U+%04lX at byte %zu",
+                        chorus_seterr(why, why_size, "control character U+%04lX at byte %zu",
                                             (unsigned long)cp, at);
                         return CHORUS_ERR_INVALID_NAME;
                 }
                 if (is_space((unsigned long)cp)) {
-                        chorus_codec_seterr(why, why_size, "whitespace U+%04lX at byte %zu",
+                        chorus_seterr(why, why_size, "whitespace U+%04lX at byte %zu",
                                             (unsigned long)cp, at);
                         return CHORUS_ERR_INVALID_NAME;
                 }
                 if (cp == '|') {
-                        chorus_codec_seterr(why, why_size, "'|' at byte %zu", at);
+                        chorus_seterr(why, why_size, "'|' at byte %zu", at);
                         return CHORUS_ERR_INVALID_NAME;
                 }
         }

@@ -161,7 +161,7 @@ static int check_record(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj,
                 if (!wf) {
                         if (fobj && json_object_get(fobj, "default"))
                                 continue;
-                        chorus_codec_seterr(c->errstr, c->errstr_size,
+                        chorus_seterr(c->errstr, c->errstr_size,
                                             "field %s: missing in the writer schema and has no "
                                             "default in the reader schema",
                                             sub);
@@ -191,7 +191,7 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
                 for (size_t i = 0; i < n && !ok; i++)
                         ok = try_check(c, avro_schema_union_branch(w, (int)i), r, rj, path);
                 if (!ok)
-                        chorus_codec_seterr(c->errstr, c->errstr_size,
+                        chorus_seterr(c->errstr, c->errstr_size,
                                             "field %s: no branch of the writer union can be read "
                                             "as %s",
                                             path, chorus_codec_type_str(r, rb, sizeof(rb)));
@@ -204,7 +204,7 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
                         ok = try_check(c, w, avro_schema_union_branch(r, (int)i),
                                        json_is_array(rj) ? json_array_get(rj, i) : NULL, path);
                 if (!ok)
-                        chorus_codec_seterr(c->errstr, c->errstr_size,
+                        chorus_seterr(c->errstr, c->errstr_size,
                                             "field %s: writer type %s matches no branch of the "
                                             "reader union",
                                             path, chorus_codec_type_str(w, wb, sizeof(wb)));
@@ -241,7 +241,7 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
                         if (c->stack[i].w == w && c->stack[i].r == r)
                                 return 1; /* recursive: assume compatible */
                 if (c->depth >= CHORUS_CODEC_MAX_DEPTH) {
-                        chorus_codec_seterr(c->errstr, c->errstr_size,
+                        chorus_seterr(c->errstr, c->errstr_size,
                                             "field %s: schema nested too deeply", path);
                         return 0;
                 }
@@ -257,12 +257,12 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
 
 mismatch:
         if (*path)
-                chorus_codec_seterr(c->errstr, c->errstr_size,
+                chorus_seterr(c->errstr, c->errstr_size,
                                     "field %s: writer type %s cannot be read as %s", path,
                                     chorus_codec_type_str(w, wb, sizeof(wb)),
                                     chorus_codec_type_str(r, rb, sizeof(rb)));
         else
-                chorus_codec_seterr(c->errstr, c->errstr_size,
+                chorus_seterr(c->errstr, c->errstr_size,
                                     "writer schema is %s, reader schema is %s",
                                     chorus_codec_type_str(w, wb, sizeof(wb)),
                                     chorus_codec_type_str(r, rb, sizeof(rb)));

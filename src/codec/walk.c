@@ -167,7 +167,7 @@ static long compile_named(compiler_t *c, avro_schema_t s, int depth) {
         if (kind == W_ENUM) {
                 int ns = avro_schema_enum_number_of_symbols(s);
                 if (ns <= 0) {
-                        chorus_codec_seterr(c->errstr, c->errstr_size, "enum %s has no symbols",
+                        chorus_seterr(c->errstr, c->errstr_size, "enum %s has no symbols",
                                             avro_schema_name(s));
                         return -2;
                 }
@@ -178,7 +178,7 @@ static long compile_named(compiler_t *c, avro_schema_t s, int depth) {
         if (kind == W_FIXED) {
                 int64_t size = avro_schema_fixed_size(s);
                 if (size < 0) {
-                        chorus_codec_seterr(c->errstr, c->errstr_size, "fixed %s has size %" PRId64,
+                        chorus_seterr(c->errstr, c->errstr_size, "fixed %s has size %" PRId64,
                                             avro_schema_name(s), size);
                         return -2;
                 }
@@ -210,7 +210,7 @@ static long compile(compiler_t *c, avro_schema_t s, int depth) {
         long node, first, kid;
 
         if (depth > 1000) {
-                chorus_codec_seterr(c->errstr, c->errstr_size, "schema nested too deeply");
+                chorus_seterr(c->errstr, c->errstr_size, "schema nested too deeply");
                 return -2;
         }
         if (!s)
@@ -266,7 +266,7 @@ static long compile(compiler_t *c, avro_schema_t s, int depth) {
                 uint64_t min = UINT64_MAX;
 
                 if (n == 0) {
-                        chorus_codec_seterr(c->errstr, c->errstr_size, "empty union");
+                        chorus_seterr(c->errstr, c->errstr_size, "empty union");
                         return -2;
                 }
                 if ((node = new_node(c, W_UNION)) < 0 || (first = new_kids(c, n)) < 0)
@@ -284,7 +284,7 @@ static long compile(compiler_t *c, avro_schema_t s, int depth) {
                 return node;
         }
         }
-        chorus_codec_seterr(c->errstr, c->errstr_size, "unsupported Avro type %d",
+        chorus_seterr(c->errstr, c->errstr_size, "unsupported Avro type %d",
                             (int)avro_typeof(s));
         return -2;
 }
@@ -305,7 +305,7 @@ chorus_codec_walk_t *chorus_codec_walk_new(avro_schema_t schema, char *errstr, s
         return c.w;
 
 nomem:
-        chorus_codec_seterr(errstr, errstr_size, "out of memory compiling the writer schema");
+        chorus_seterr(errstr, errstr_size, "out of memory compiling the writer schema");
 fail:
         free(c.memo);
         chorus_codec_walk_destroy(c.w);

@@ -34,6 +34,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "chorus/util.h"
 #include "config_int.h"
 
 /* Enums and int32_t fields are stored through one 4-byte path. */
@@ -83,18 +84,6 @@ static char *xstrdup(const char *s) {
         return xstrndup(s, strlen(s));
 }
 
-static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...) {
-        va_list ap;
-
-        if (!errstr || !errstr_size)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(errstr, errstr_size, fmt, ap);
-        va_end(ap);
-}
 
 /* Prefix errstr in place: "prefix" + old message. */
 static void prefixerr(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -366,14 +355,14 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                 if (chorus_name_check(ref->name, strlen(ref->name)) == CHORUS_OK)
                         return 0;
                 show(ref->name, shown, sizeof(shown));
-                seterr(errstr, errstr_size, "%s: \"%s\" is not a valid %s name %s", ref->prop->name,
+                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid %s name %s", ref->prop->name,
                        shown, scope_noun(ref->prop->scope), name_rules);
                 return -1;
         case CONF_SCOPE_SCHEMA:
                 if (parse_schema_id(ref->name, &ref->id) == 0)
                         return 0;
                 show(ref->name, shown, sizeof(shown));
-                seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                        "%s: \"%s\" is not a schema id (an integer in [1, 2147483647])",
                        ref->prop->name, shown);
                 return -1;
@@ -381,7 +370,7 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                 for (const char *p = ref->name; *p; p++)
                         if ((unsigned char)*p <= ' ' || *p == 0x7f) {
                                 show(ref->name, shown, sizeof(shown));
-                                seterr(errstr, errstr_size,
+                                chorus_seterr(errstr, errstr_size,
                                        "kafka.%s: librdkafka keys contain no whitespace or "
                                        "control characters",
                                        shown);
@@ -389,7 +378,7 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                         }
                 if (*ref->name)
                         return 0;
-                seterr(errstr, errstr_size, "kafka.: missing librdkafka key after \"kafka.\"");
+                chorus_seterr(errstr, errstr_size, "kafka.: missing librdkafka key after \"kafka.\"");
                 return -1;
         case CONF_SCOPE_GLOBAL:
                 break;
@@ -416,26 +405,26 @@ static int split_key(const char *key, char *buf, char **segs, char *errstr, size
                                 *o++ = *p;
                         }
                         if (*p != '"') {
-                                seterr(errstr, errstr_size, "unterminated quote in key");
+                                chorus_seterr(errstr, errstr_size, "unterminated quote in key");
                                 return -1;
                         }
                         p++;
                         if (*p && *p != '.') {
-                                seterr(errstr, errstr_size,
+                                chorus_seterr(errstr, errstr_size,
                                        "a quoted key segment must be followed by '.' or '='");
                                 return -1;
                         }
                 } else {
                         for (; *p && *p != '.'; p++) {
                                 if (*p == '"') {
-                                        seterr(errstr, errstr_size,
+                                        chorus_seterr(errstr, errstr_size,
                                                "a quote may only enclose a whole key segment");
                                         return -1;
                                 }
                                 *o++ = *p;
                         }
                         if (o == segs[n - 1]) {
-                                seterr(errstr, errstr_size, "empty segment in key");
+                                chorus_seterr(errstr, errstr_size, "empty segment in key");
                                 return -1;
                         }
                 }
@@ -569,7 +558,7 @@ static int resolve_key(const char *key, keyref_t *ref, char **bufp, char *errstr
                 if (sugg[0])
                         snprintf(hint, sizeof(hint), " (did you mean %s?)", sugg);
         }
-        seterr(errstr, errstr_size, "%s: unknown key%s", shown, hint);
+        chorus_seterr(errstr, errstr_size, "%s: unknown key%s", shown, hint);
         return -1;
 }
 
@@ -659,12 +648,12 @@ static int parse_names(const conf_prop_t *prop, const char *key, const char *s, 
                 while (stop > start && isspace((unsigned char)stop[-1]))
                         stop--;
                 if (stop == start) {
-                        seterr(errstr, errstr_size, "%s: empty name in list", key);
+                        chorus_seterr(errstr, errstr_size, "%s: empty name in list", key);
                         goto fail;
                 }
                 if (chorus_name_check(start, (size_t)(stop - start)) != CHORUS_OK) {
                         show_n(start, (size_t)(stop - start), shown, sizeof(shown));
-                        seterr(errstr, errstr_size, "%s: \"%s\" is not a valid name %s", key, shown,
+                        chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid name %s", key, shown,
                                name_rules);
                         goto fail;
                 }
@@ -680,7 +669,7 @@ static int parse_names(const conf_prop_t *prop, const char *key, const char *s, 
                 if (strcmp(names[i], names[u - 1]))
                         memcpy(names[u++], names[i], sizeof(*names));
         if ((double)u > prop->max) {
-                seterr(errstr, errstr_size, "%s: %zu names, at most %.0f allowed", key, u,
+                chorus_seterr(errstr, errstr_size, "%s: %zu names, at most %.0f allowed", key, u,
                        prop->max);
                 goto fail;
         }
@@ -702,7 +691,7 @@ static int check_topic(const char *key, const char *s, char *errstr, size_t errs
         if (ok)
                 return 0;
         show(s, shown, sizeof(shown));
-        seterr(errstr, errstr_size,
+        chorus_seterr(errstr, errstr_size,
                "%s: \"%s\" is not a valid Kafka topic name (1 to 249 of A-Za-z0-9._-, not "
                "\".\" or \"..\")",
                key, shown);
@@ -733,7 +722,7 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                 if (prop->check) {
                         char why[256];
                         if (prop->check(s, why, sizeof(why))) {
-                                seterr(errstr, errstr_size, "%s: \"%s\" %s", key, shown, why);
+                                chorus_seterr(errstr, errstr_size, "%s: \"%s\" %s", key, shown, why);
                                 return -1;
                         }
                 }
@@ -746,25 +735,25 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                 return check_topic(key, s, errstr, errstr_size);
         case CONF_INT:
                 if (parse_int(s, &v->i)) {
-                        seterr(errstr, errstr_size, "%s: \"%s\" is not an integer", key, shown);
+                        chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not an integer", key, shown);
                         return -1;
                 }
                 if (v->i < (int64_t)prop->min || v->i > (int64_t)prop->max) {
-                        seterr(errstr, errstr_size, "%s: %" PRId64 " is out of range %s", key, v->i,
+                        chorus_seterr(errstr, errstr_size, "%s: %" PRId64 " is out of range %s", key, v->i,
                                range);
                         return -1;
                 }
                 return 0;
         case CONF_DURATION:
                 if (parse_duration(s, &v->i)) {
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "%s: \"%s\" is not a duration (an integer with unit ms, s, m, h, "
                                "d or w; no unit: milliseconds)",
                                key, shown);
                         return -1;
                 }
                 if (v->i < (int64_t)prop->min || v->i > (int64_t)prop->max) {
-                        seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown, range);
+                        chorus_seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown, range);
                         return -1;
                 }
                 return 0;
@@ -777,12 +766,12 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                 if (*end || !isfinite(v->d))
                         goto not_number;
                 if (!in_range(prop, v->d)) {
-                        seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown, range);
+                        chorus_seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown, range);
                         return -1;
                 }
                 return 0;
         not_number:
-                seterr(errstr, errstr_size, "%s: \"%s\" is not a finite number", key, shown);
+                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a finite number", key, shown);
                 return -1;
         }
         case CONF_ENUM:
@@ -790,14 +779,14 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                         if (strcasecmp(s, ev->name))
                                 continue;
                         if (ev->rejected) {
-                                seterr(errstr, errstr_size, "%s: %s is %s (allowed: %s)", key,
+                                chorus_seterr(errstr, errstr_size, "%s: %s is %s (allowed: %s)", key,
                                        ev->name, ev->note, range);
                                 return -1;
                         }
                         v->ev = ev;
                         return 0;
                 }
-                seterr(errstr, errstr_size, "%s: \"%s\" is not one of %s", key, shown, range);
+                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not one of %s", key, shown, range);
                 return -1;
         case CONF_NAMES:
                 return parse_names(prop, key, s, v, errstr, errstr_size);
@@ -1075,7 +1064,7 @@ static chorus_err_t parse_line(chorus_config_t *cfg, char *line, char *errstr, s
                         inq = !inq;
         }
         if (!*p) {
-                seterr(errstr, errstr_size, "%s",
+                chorus_seterr(errstr, errstr_size, "%s",
                        inq ? "unterminated quote in key" : "expected `key = value`");
                 return CHORUS_ERR_CONFIG;
         }
@@ -1084,7 +1073,7 @@ static chorus_err_t parse_line(chorus_config_t *cfg, char *line, char *errstr, s
                 kend--;
         *kend = '\0';
         if (!*key) {
-                seterr(errstr, errstr_size, "missing key before '='");
+                chorus_seterr(errstr, errstr_size, "missing key before '='");
                 return CHORUS_ERR_CONFIG;
         }
 
@@ -1101,14 +1090,14 @@ static chorus_err_t parse_line(chorus_config_t *cfg, char *line, char *errstr, s
                         *o++ = *r;
                 }
                 if (*r != '"') {
-                        seterr(errstr, errstr_size, "%s: unterminated quoted value", key);
+                        chorus_seterr(errstr, errstr_size, "%s: unterminated quoted value", key);
                         return CHORUS_ERR_CONFIG;
                 }
                 *o = '\0';
                 for (r++; isspace((unsigned char)*r); r++)
                         ;
                 if (*r && *r != '#') {
-                        seterr(errstr, errstr_size, "%s: unexpected text after quoted value", key);
+                        chorus_seterr(errstr, errstr_size, "%s: unexpected text after quoted value", key);
                         return CHORUS_ERR_CONFIG;
                 }
         } else {
@@ -1143,7 +1132,7 @@ chorus_err_t chorus_config_load_buffer(chorus_config_t *cfg, const char *text, s
                 if (llen && line[llen - 1] == '\r')
                         llen--;
                 if (memchr(line, '\0', llen)) {
-                        seterr(errstr, errstr_size, "%s:%u: NUL byte in line", name, lineno);
+                        chorus_seterr(errstr, errstr_size, "%s:%u: NUL byte in line", name, lineno);
                         return CHORUS_ERR_CONFIG;
                 }
                 buf = xstrndup(line, llen);
@@ -1165,7 +1154,7 @@ chorus_err_t chorus_config_load_file(chorus_config_t *cfg, const char *path, cha
         FILE *fp = fopen(path, "rb");
 
         if (!fp) {
-                seterr(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+                chorus_seterr(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
                 return CHORUS_ERR_CONFIG;
         }
         for (;;) {
@@ -1179,14 +1168,14 @@ chorus_err_t chorus_config_load_file(chorus_config_t *cfg, const char *path, cha
                 if (got == 0)
                         break;
                 if (len > FILE_MAX_BYTES) {
-                        seterr(errstr, errstr_size, "%s: larger than %u bytes", path,
+                        chorus_seterr(errstr, errstr_size, "%s: larger than %u bytes", path,
                                FILE_MAX_BYTES);
                         err = CHORUS_ERR_CONFIG;
                         goto done;
                 }
         }
         if (ferror(fp)) {
-                seterr(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
+                chorus_seterr(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
                 err = CHORUS_ERR_CONFIG;
                 goto done;
         }
@@ -1252,13 +1241,13 @@ static int apply_enable(chorus_config_t *cfg, char **envp, char *errstr, size_t 
                 len = (size_t)(eq - (*e + 7));
                 if (parse_bool(eq + 1, &on)) {
                         show_n(*e, (size_t)(eq - *e), shown, sizeof(shown));
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "environment variable %s: expected true or false", shown);
                         goto fail;
                 }
                 if (chorus_name_check(*e + 7, len) != CHORUS_OK) {
                         show_n(*e, (size_t)(eq - *e), shown, sizeof(shown));
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "environment variable %s: not a valid model name", shown);
                         goto fail;
                 }
@@ -1284,7 +1273,7 @@ static int apply_enable(chorus_config_t *cfg, char **envp, char *errstr, size_t 
                 return 0;
         }
         if (n > CHORUS_MAX_MODELS) {
-                seterr(errstr, errstr_size, "ENABLE_*: %zu models enabled, at most %d allowed", n,
+                chorus_seterr(errstr, errstr_size, "ENABLE_*: %zu models enabled, at most %d allowed", n,
                        CHORUS_MAX_MODELS);
                 goto fail;
         }
@@ -1320,7 +1309,7 @@ static chorus_err_t apply_seed_env(chorus_config_t *cfg, char **envp, char *errs
                 if (parse_int(count, &c) || c != (int64_t)cfg->n_models) {
                         char shown[SHOW_MAX + 8];
                         show(count, shown, sizeof(shown));
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "environment variable ENSEMBLE_MODEL_COUNT: \"%s\" does not "
                                "match the %zu models enabled by ENABLE_*",
                                shown, cfg->n_models);
@@ -1384,7 +1373,7 @@ static chorus_err_t apply_chorus_var(chorus_config_t *cfg, const char *entry, ch
                         keyref_t other = {prop, cand, 0};
                         format_key(&ref, first, sizeof(first));
                         format_key(&other, second, sizeof(second));
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "environment variable %s: ambiguous, matches %s and %s", shown,
                                first, second);
                         free(cand);
@@ -1405,7 +1394,7 @@ static chorus_err_t apply_chorus_var(chorus_config_t *cfg, const char *entry, ch
                                 snprintf(sugg, sizeof(sugg), " (did you mean %s?)", env);
                         }
                 }
-                seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                        "environment variable %s: no configuration key matches it%s", shown, sugg);
                 goto done;
         }
@@ -1482,7 +1471,7 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                 int fd, bad;
 
                 if (sc->type == CHORUS_RECORD__COUNT || !sc->file) {
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "schema.%" PRId32 ".%s: missing (schema.%" PRId32
                                ".%s is set, and both are required)",
                                sc->id, sc->file ? "record" : "file", sc->id,
@@ -1494,7 +1483,7 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                  * not hang check-config waiting for a writer. */
                 fd = open(sc->file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
                 if (fd < 0) {
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "schema.%" PRId32 ".file: cannot read \"%s\": %s", sc->id, shown,
                                strerror(errno));
                         return CHORUS_ERR_CONFIG;
@@ -1502,7 +1491,7 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                 bad = fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size == 0;
                 close(fd);
                 if (bad) {
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "schema.%" PRId32 ".file: \"%s\" is not a non-empty regular file",
                                sc->id, shown);
                         return CHORUS_ERR_CONFIG;
@@ -1517,7 +1506,7 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                 sc = sorted_find(cfg->schemas, cfg->n_schemas, sizeof(*sc), &t->schema_id,
                                  cmp_schema);
                 if (sc && sc->type != t->type) {
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "%s.schema_id: %" PRId32 " is registered as %s by schema.%" PRId32
                                ".record, but the topic carries %s",
                                topic_key(r, tk, sizeof(tk)), t->schema_id,
@@ -1541,7 +1530,7 @@ static chorus_err_t check_kafka(const chorus_config_t *cfg, char *errstr, size_t
                 if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why,
                                       sizeof(why)) != RD_KAFKA_CONF_OK) {
                         show(cfg->kafka[i].key, shown, sizeof(shown));
-                        seterr(errstr, errstr_size, "kafka.%s: rejected by librdkafka: %s", shown,
+                        chorus_seterr(errstr, errstr_size, "kafka.%s: rejected by librdkafka: %s", shown,
                                why);
                         err = CHORUS_ERR_CONFIG;
                         break;
@@ -1556,7 +1545,7 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
         int have_list = cfg->n_models > 0;
 
         if (cfg->retention_days < cfg->window_days) {
-                seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                        "state.retention_days: %d is less than window.days (%d); state must "
                        "outlive the scoring window",
                        cfg->retention_days, cfg->window_days);
@@ -1570,13 +1559,13 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                         char key[SHOW_MAX * 2 + 64];
                         format_key(&ref, key, sizeof(key));
                         show(h->name, shown, sizeof(shown));
-                        seterr(errstr, errstr_size,
+                        chorus_seterr(errstr, errstr_size,
                                "%s: horizon \"%s\" is not in the `horizons` list", key, shown);
                         return CHORUS_ERR_CONFIG;
                 }
         }
         if (cfg->emit_mode == CHORUS_EMIT_COMPLETE && !have_list) {
-                seterr(errstr, errstr_size,
+                chorus_seterr(errstr, errstr_size,
                        "emit.mode: complete requires a configured model list (`models` or "
                        "`horizon.<horizon>.models`)");
                 return CHORUS_ERR_CONFIG;
@@ -1587,7 +1576,7 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                         keyref_t ref = {prop_by_name("series.<series>.max"), s->name, 0};
                         char key[SHOW_MAX * 2 + 64];
                         format_key(&ref, key, sizeof(key));
-                        seterr(errstr, errstr_size, "%s: %g must be greater than the min, %g", key,
+                        chorus_seterr(errstr, errstr_size, "%s: %g must be greater than the min, %g", key,
                                s->max, s->min);
                         return CHORUS_ERR_CONFIG;
                 }
@@ -1597,7 +1586,7 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
         for (int r = 0; r < CHORUS_TOPIC__COUNT; r++)
                 for (int q = 0; q < r; q++)
                         if (!strcmp(cfg->topics[r].name, cfg->topics[q].name)) {
-                                seterr(errstr, errstr_size, "%s: \"%s\" is also %s",
+                                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is also %s",
                                        topic_key(r, a, sizeof(a)), cfg->topics[r].name,
                                        topic_key(q, b, sizeof(b)));
                                 return CHORUS_ERR_CONFIG;
