@@ -31,6 +31,7 @@
 #include "chorus/forecast.h"
 #include "chorus/log.h"
 #include "chorus/state.h"
+#include "chorus/util.h"
 #include "chorus/worker.h"
 
 #define TXN_TIMEOUT_MS 30000
@@ -122,26 +123,8 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
-        size_t ncap;
-        void *np;
-
-        if (need <= *cap)
-                return p;
-        ncap = *cap ? *cap : 64;
-        while (ncap < need)
-                ncap *= 2;
-        np = realloc(p, ncap * elem);
-        if (!np) {
-                fprintf(stderr, "chorus: out of memory\n");
-                abort();
-        }
-        *cap = ncap;
-        return np;
-}
-
 #define VEC_PUSH(w, name)                                                                          \
-        ((w)->name = grow((w)->name, &(w)->name##_cap, (w)->n_##name + 1, sizeof(*(w)->name)),    \
+        ((w)->name = chorus_grow((w)->name, &(w)->name##_cap, (w)->n_##name + 1, sizeof(*(w)->name)),    \
          &(w)->name[(w)->n_##name++])
 
 static int same_partition(const char *topic_a, int32_t part_a, const char *topic_b,
@@ -975,7 +958,7 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         int had_entries;
 
         /* Held records first, in their order, then the fresh ones. */
-        w->entries = grow(w->entries, &w->entries_cap, w->n_held + w->n_fresh + 1,
+        w->entries = chorus_grow(w->entries, &w->entries_cap, w->n_held + w->n_fresh + 1,
                           sizeof(*w->entries));
         if (w->n_held) /* memcpy from NULL is undefined even for 0 bytes */
                 memcpy(w->entries, w->held, w->n_held * sizeof(*w->held));
