@@ -446,3 +446,72 @@ Test(worker, replaying_processed_offsets_changes_no_state) {
         chorus_config_destroy(first);
         chorus_config_destroy(replay);
 }
+
+static void redis_command(const char *fmt, const char *arg) {
+        redisContext *c = redisConnect("127.0.0.1", redis.port);
+        redisReply *r;
+
+        cr_assert(c && !c->err);
+        r = redisCommand(c, fmt, arg);
+        cr_assert_not_null(r);
+        cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s", r->str);
+        freeReplyObject(r);
+        redisFree(c);
+}
+
+Test(worker, poison_pill_goes_to_the_dead_letter_topic_without_stalling_others) {
+        chorus_config_t *cfg;
+        chorus_worker_stats_t st;
+        output_t fc, dlq;
+        int n_pred;
+
+        create_input_topics();
+        create_topics("p");
+        n_pred = produce_dataset("predictions.in", "actuals.in", 8);
+
+        /* A key of the wrong type makes every call for BRK.B fail inside the
+         * function (WRONGTYPE): a record-level failure, not a server one. */
+        redis_command("SET %s x", "t5:{BRK.B}:wm");
+        cfg = make_config("t5", "g5", "p");
+        st = run_worker(cfg);
+        read_topic("forecasts.p", &fc);
+        read_topic("dlq.p", &dlq);
+
+        /* ZL is untouched: its n_pred / 2 predictions all produce forecasts.
+         * Every BRK.B record (actuals and predictions) is a poison pill. */
+        cr_assert_eq(fc.n, (size_t)n_pred / 2, "%zu forecasts", fc.n);
+        cr_assert_eq(dlq.n, (size_t)n_pred / 2 + 8, "%zu dead letters", dlq.n);
+        for (size_t i = 0; i < dlq.n; i++) {
+                cr_assert_str_eq(dlq.reasons[i], "poison_pill");
+                cr_assert_str_eq(dlq.keys[i], "BRK.B");
+        }
+        cr_assert_eq(st.dead_letters[CHORUS_ERR_POISON], dlq.n);
+        output_free(&fc);
+        output_free(&dlq);
+        chorus_config_destroy(cfg);
+}
+
+Test(worker, functions_lost_under_a_running_worker_are_loaded_again) {
+        chorus_config_t *cfg = NULL;
+        chorus_worker_t *w;
+        static volatile sig_atomic_t never;
+        char errstr[512];
+        output_t fc;
+        int n_pred;
+
+        create_input_topics();
+        create_topics("f");
+        n_pred = produce_dataset("predictions.in", "actuals.in", 10);
+        cfg = make_config("t6", "g6", "f");
+        w = chorus_worker_new(cfg, errstr, sizeof(errstr));
+        cr_assert_not_null(w, "%s", errstr);
+        /* The worker loaded the library on connect; an operator flushes it. */
+        redis_command("FUNCTION FLUSH %s", "SYNC");
+        cr_assert_eq(chorus_worker_run(w, &never, 2000), CHORUS_OK);
+        chorus_worker_destroy(w);
+
+        read_topic("forecasts.f", &fc);
+        cr_assert_eq(fc.n, (size_t)n_pred);
+        output_free(&fc);
+        chorus_config_destroy(cfg);
+}
