@@ -1,6 +1,7 @@
 /*
  * Building one EnsembleForecast (SPEC §5) from a group view: the predictions
- * present and their windows, as of the group's issued_at. Pure: no I/O.
+ * present and the aggregates of their windows, as of the group's issued_at.
+ * Pure: no I/O.
  */
 #ifndef CHORUS_FORECAST_H
 #define CHORUS_FORECAST_H
@@ -12,16 +13,15 @@
 #include "chorus/ensemble.h"
 #include "chorus/record.h"
 
-/** One model present in a group, with its window as of the group's issued_at. */
+/** One model present in a group, with its window aggregates as of the group's issued_at. */
 typedef struct chorus_group_model {
         const char *model; /**< points into the reply */
         int64_t issued_at;
         double value;
-        size_t n_points;
-        chorus_scored_point_t *points;
+        chorus_score_agg_t scores; /**< counts and exact sums of its window (SPEC §4) */
 } chorus_group_model_t;
 
-/** What a forecast is computed from: the group and its windows, as of issued_at. */
+/** What a forecast is computed from: the group and its windows' aggregates, as of issued_at. */
 typedef struct chorus_group_view {
         const char *series, *horizon;
         int64_t bucket;
@@ -30,9 +30,8 @@ typedef struct chorus_group_view {
         size_t n_models;
         chorus_group_model_t *models; /**< sorted by model id (bytewise) */
         size_t n_publishers;
-        const char **publishers; /**< sorted; models that published in the window */
-        size_t n_actuals;
-        chorus_actual_point_t *actuals; /**< ascending by bucket */
+        const char **publishers;     /**< sorted; models that published in the window */
+        chorus_actual_agg_t actuals; /**< the series' window actuals, aggregated (SPEC §5.2) */
 } chorus_group_view_t;
 
 /**

@@ -88,18 +88,20 @@ chorus_apply_status_t chorus_state_reply_status(const redisReply *r);
 typedef struct chorus_group_scratch {
         chorus_group_model_t *models;
         size_t models_cap;
-        chorus_scored_point_t *points;
-        size_t points_cap;
         const char **publishers;
         size_t publishers_cap;
-        chorus_actual_point_t *actuals;
-        size_t actuals_cap;
+        chorus_spacing_count_t *spacings;
+        size_t spacings_cap;
 } chorus_group_scratch_t;
 
 void chorus_group_scratch_destroy(chorus_group_scratch_t *s);
 
 /**
  * @brief Parse an "applied" or "reemit" chorus_prediction reply into @p view.
+ *
+ * The reply carries no window points, only each model's counts and exact
+ * sums and the series' actual aggregates (see chorus.lua), so its size and
+ * this parse do not depend on the window's length.
  * @remark The view points into @p r and @p scratch; it is valid until either changes.
  * @returns CHORUS_OK or CHORUS_ERR_STATE (unexpected shape), CHORUS_ERR_NOMEM.
  */
@@ -108,8 +110,25 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
                                       chorus_group_view_t *view);
 
 /**
+ * @brief Parse the score aggregates {n_se, Σse, n_ape, Σape} of one model
+ *        (an element of a chorus_prediction reply, or a chorus_model_stats reply).
+ * @returns 0, or -1 on an unexpected shape.
+ */
+int chorus_state_parse_score_agg(const redisReply *r, chorus_score_agg_t *out);
+
+/**
+ * @brief Parse the actual aggregates of a chorus_prediction reply
+ *        (chorus_window_stats gives the same shape), computing the centred
+ *        sums of squares from the exact sums' components (chorus_css_exact).
+ * @remark out->spacings points into @p scratch.
+ * @returns 0, or -1 on an unexpected shape.
+ */
+int chorus_state_parse_actual_agg(const redisReply *r, chorus_group_scratch_t *scratch,
+                                  chorus_actual_agg_t *out);
+
+/**
  * @brief Window statistics of (@p series, @p horizon, @p model) as of @p asof,
- *        read outside any batch (reports, the demo).
+ *        read outside any batch (reports, the demo). Read-only in Redis.
  * @returns CHORUS_OK, CHORUS_ERR_REDIS or CHORUS_ERR_STATE.
  */
 chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,

@@ -41,4 +41,14 @@ double chorus_stat_median_at(chorus_stat_at_fn at, const void *ctx, size_t n);
  *         hence the same result as the sorting path. @returns 0 when n == 0. */
 double chorus_stat_median_select_at(chorus_stat_at_fn at, const void *ctx, size_t n);
 
+/**
+ * @brief The tail of the z-guard shared by chorus_guard_apply() and
+ *        chorus_guard_apply_agg(): with a z (has_z), the single shrink toward
+ *        @p ref when |z| > z_max, then clipping. Writes every field of @p out.
+ */
+struct chorus_guard_params;
+struct chorus_guard_result;
+void chorus_guard_finish(const struct chorus_guard_params *params, double raw, int has_z, double z,
+                         double ref, struct chorus_guard_result *out);
+
 #endif /* CHORUS_ENSEMBLE_INT_H */

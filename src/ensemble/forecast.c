@@ -3,8 +3,9 @@
  *
  * Invariants: models are handled in ascending byte order of their ids (the
  * view is sorted), so weights, sums and the encoded record are the same
- * bits in every run. Stats are computed from the window points in bucket
- * order for the same reason.
+ * bits in every run. Stats come from the windows' aggregates, whose sums
+ * are exact and rounded once, for the same reason; the view never carries
+ * a window's points, so building a forecast costs the same for any window.
  */
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +44,7 @@ chorus_err_t chorus_forecast_build(const chorus_config_t *cfg, const chorus_grou
         for (size_t i = 0; i < g->n_models; i++) {
                 copy_name(out->present[i], g->models[i].model);
                 values[i] = g->models[i].value;
-                chorus_score_stats(g->models[i].points, g->models[i].n_points, &stats[i]);
+                chorus_score_stats_from_agg(&g->models[i].scores, &stats[i]);
         }
 
         /* models_expected: the configured list, else the window's publishers. */
@@ -82,7 +83,7 @@ chorus_err_t chorus_forecast_build(const chorus_config_t *cfg, const chorus_grou
                 gp.has_max = sc->has_max;
                 gp.max = sc->max;
         }
-        chorus_guard_apply(&gp, out->raw_value, g->bucket, g->actuals, g->n_actuals, &guard);
+        chorus_guard_apply_agg(&gp, out->raw_value, g->bucket, &g->actuals, &guard);
         out->value = guard.value;
         out->has_z_score = guard.has_z;
         out->z_score = guard.z;

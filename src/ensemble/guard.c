@@ -16,6 +16,9 @@
  *  - `clipped` is set only when clipping changed the value.
  *  - Derived series (differences, spacings) are read through accessors in
  *    bucket order, not copied, so the sums match chorus_stat_* bit for bit.
+
+ *  - The shrink and clipping tail (chorus_guard_finish) is shared with the
+ *    aggregate form (aggregate.c), so both forms decide alike given a z.
  */
 #include <math.h>
 
@@ -96,13 +99,8 @@ static int guard_z_change(double raw, int64_t target_bucket, const chorus_actual
 void chorus_guard_apply(const chorus_guard_params_t *params, double raw, int64_t target_bucket,
                         const chorus_actual_point_t *actuals, size_t n,
                         chorus_guard_result_t *out) {
-        double z = 0.0, ref = 0.0, value = raw;
+        double z = 0.0, ref = 0.0;
         int has_z = 0;
-
-        out->has_z = 0;
-        out->z = 0.0;
-        out->z_adjusted = 0;
-        out->clipped = 0;
 
         /* Fewer than 2 points have no spread at all, whatever min_samples says. */
         if (n >= 2 && (params->min_samples <= 0 || n >= (size_t)params->min_samples)) {
@@ -113,6 +111,17 @@ void chorus_guard_apply(const chorus_guard_params_t *params, double raw, int64_t
                 has_z = has_z && isfinite(z);
         }
 
+        chorus_guard_finish(params, raw, has_z, z, ref, out);
+}
+
+void chorus_guard_finish(const chorus_guard_params_t *params, double raw, int has_z, double z,
+                         double ref, chorus_guard_result_t *out) {
+        double value = raw;
+
+        out->has_z = 0;
+        out->z = 0.0;
+        out->z_adjusted = 0;
+        out->clipped = 0;
         if (has_z) {
                 out->has_z = 1;
                 out->z = z;

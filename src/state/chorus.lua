@@ -15,10 +15,11 @@
 --    this series. A record at or below it is reported as "replayed" and
 --    changes nothing, which makes the arrival-order tie-break (a tie on
 --    issued_at or observed_at goes to the later arrival) replay-safe.
---  * Numbers that are values (predictions, actuals) are stored and returned
---    as the exact strings the worker sent ("%.17g"), never re-formatted by
---    Lua, so they round-trip bit for bit. Times are integer milliseconds,
---    exact in Lua's doubles up to 2^53.
+--  * Numbers that are values (predictions, actuals) are stored as the exact
+--    strings the worker sent ("%.17g"); numbers computed here are returned
+--    as "%.17g" strings too (Lua's tostring keeps only 14 digits), so
+--    strtod() in the worker gets the same bits. Times are integer
+--    milliseconds, exact in Lua's doubles up to 2^53.
 --  * Validation happens in the worker before any call: a function that
 --    starts writing does not fail half-way (Lua never rolls back).
 --  * An applied prediction leaves a snapshot of what its forecast is
@@ -27,6 +28,32 @@
 --    record that still has a snapshot is answered "reemit" with exactly
 --    that snapshot, so the output of a batch whose transaction never
 --    committed is re-created bit for bit, whatever happened since.
+--
+-- Window aggregates (issue #4: the cost of a record must not grow with the
+-- window). "As of I" a window holds the buckets with I - W < bucket <= I
+-- whose winning actual has observed_at <= I (SPEC §1, §4). Writing
+-- vis = max(bucket, observed_at), that is: bucket > I - W and vis <= I.
+--  * Each (series, horizon, model) keeps its score aggregate as of a cursor
+--    T (base:sa:<h>|<m>), and the series keeps its actual aggregate as of
+--    its own cursor (base:aa). Moving a cursor forward from T to I only
+--    touches the points that leave ((T - W, I - W], visible at T) and the
+--    points that become visible (vis in (T, I]): buckets in (T, I] read in
+--    bucket order, plus the few buckets <= T whose winning actual is not
+--    visible yet, which wait in a pending set scored by vis
+--    (base:sp:<h>|<m>, base:ap; invariant: it holds every bucket in
+--    (T - W, T] with vis > T, and possibly stale buckets <= T - W, which
+--    are ignored; the aggregate counts the set's members, so an empty set
+--    costs no query). A query behind the cursor (I < T) scans the window.
+--  * Every sum is exact: a list of non-overlapping partials (Shewchuk's
+--    msum, as in Python's math.fsum), to which a removal adds -x. What a
+--    reply carries is the exact sum correctly rounded, which depends only
+--    on the set of terms, so the cursor path, the scan and every arrival
+--    order give the same bits. chorus_debug_check compares an aggregate
+--    with a scan; the tests run it.
+--  * A change to a point at or before a cursor (a revised prediction, a new
+--    winning actual, retention trimming) adjusts that cursor's aggregate
+--    in the same call: subtract the old point if it was included, add the
+--    new one if it is visible, or move it to/from the pending set.
 
 local function split(s)
     local out = {}
@@ -38,6 +65,22 @@ local function split(s)
         out[#out] = nil
     end
     return out
+end
+
+-- base:act member "<bucket>|<observed_at>|<value>" -> bucket, observed_at, value string.
+local function parse_act(m)
+    local b, o, v = string.match(m, '^([^|]*)|([^|]*)|(.*)$')
+    return tonumber(b), tonumber(o), v
+end
+
+-- base:sc:* member "<bucket>|<observed_at>|<prediction>|<actual>".
+local function parse_score(m)
+    local b, o, p, a = string.match(m, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    return tonumber(b), tonumber(o), p, a
+end
+
+local function fmt(x)
+    return string.format('%.17g', x)
 end
 
 -- Returns true (and the reply) when this record was already applied.
@@ -56,51 +99,758 @@ local function winning_actual(base, bucket)
     if #m == 0 then
         return nil
     end
-    local f = split(m[1])
-    return tonumber(f[2]), f[3]
+    local _, o, v = parse_act(m[1])
+    return o, v
 end
 
--- Writes the scored pair of (horizon|model) for a bucket. One member per
--- bucket: "<bucket>|<observed_at>|<prediction>|<actual>".
-local function put_score(base, hm, bucket, observed_at, prediction, actual)
+-- ------------------------------------------------------------------ --
+-- Exact sums                                                          --
+-- ------------------------------------------------------------------ --
+
+-- A term at or above BIG_TERM (or NaN) is counted, not summed: the sum is
+-- reported as +inf. Below it, sums of up to 2^60 terms cannot overflow, so
+-- the partials stay exact. BIG_VALUE bounds values and differences whose
+-- exact squares are summed (squares < 2^800, so that the worker's products
+-- of these sums stay finite too).
+local BIG_TERM = 2 ^ 960
+local BIG_VALUE = 2 ^ 400
+local SPLIT = 134217729 -- 2^27 + 1, Veltkamp's splitter
+local AGG_VERSION = 1
+
+-- p += x, exactly: p is a list of non-overlapping partials in increasing
+-- magnitude (Shewchuk; CPython's math.fsum inner loop). Zeros are never kept.
+local function xadd(p, x)
+    local n, i = #p, 0
+    for j = 1, n do
+        local y = p[j]
+        if math.abs(x) < math.abs(y) then
+            x, y = y, x
+        end
+        local hi = x + y
+        local lo = y - (hi - x)
+        if lo ~= 0 then
+            i = i + 1
+            p[i] = lo
+        end
+        x = hi
+    end
+    if x ~= 0 then
+        i = i + 1
+        p[i] = x
+    end
+    for j = i + 1, n do
+        p[j] = nil
+    end
+end
+
+-- The exact value of p, correctly rounded (CPython's math.fsum final step,
+-- including its correction for half-way cases across partials).
+local function xround(p)
+    local n = #p
+    if n == 0 then
+        return 0.0
+    end
+    local hi = p[n]
+    local lo = 0
+    n = n - 1
+    while n > 0 do
+        local x, y = hi, p[n]
+        n = n - 1
+        hi = x + y
+        lo = y - (hi - x)
+        if lo ~= 0 then
+            break
+        end
+    end
+    if n > 0 and ((lo < 0 and p[n] < 0) or (lo > 0 and p[n] > 0)) then
+        local y = lo * 2
+        local x = hi + y
+        if y == x - hi then
+            hi = x
+        end
+    end
+    return hi
+end
+
+-- The exact value of p as a canonical list, largest first: r1 = round(p),
+-- r2 = round(p - r1), ... Partials lists of equal value may differ; this
+-- does not, so replies (and products computed from them) are the same
+-- bits whatever the history.
+local function xcanon(p)
+    local q, out = {}, {}
+    for i = 1, #p do
+        q[i] = p[i]
+    end
+    while #q > 0 do
+        local r = xround(q)
+        out[#out + 1] = r
+        xadd(q, -r)
+    end
+    return out
+end
+
+-- a*b = p + e exactly (Dekker), for |a|, |b| well inside the range.
+local function two_prod(a, b)
+    local p = a * b
+    local c = SPLIT * a
+    local ah = c - (c - a)
+    local al = a - ah
+    c = SPLIT * b
+    local bh = c - (c - b)
+    local bl = b - bh
+    return p, al * bl - (((p - ah * bh) - al * bh) - ah * bl)
+end
+
+-- q += sign * x*x, exactly.
+local function xadd_square(q, x, sign)
+    local h, l = two_prod(x, x)
+    xadd(q, sign * h)
+    if l ~= 0 then
+        xadd(q, sign * l)
+    end
+end
+
+-- ------------------------------------------------------------------ --
+-- Packing: an aggregate is one string of little-endian doubles         --
+-- ------------------------------------------------------------------ --
+
+local function pack_doubles(t)
+    return struct.pack('<' .. string.rep('d', #t), unpack(t))
+end
+
+-- nil for a string that cannot be an aggregate (then it is rebuilt by a
+-- scan, never trusted), so that a bad value cannot fail a call half-way.
+local function unpack_doubles(s)
+    if #s < 16 or #s % 8 ~= 0 then
+        return nil
+    end
+    local n = #s / 8
+    local t = {struct.unpack('<' .. string.rep('d', n), s)}
+    t[n + 1] = nil -- struct.unpack also returns the next position
+    return t
+end
+
+local function put_list(t, p)
+    t[#t + 1] = #p
+    for i = 1, #p do
+        t[#t + 1] = p[i]
+    end
+end
+
+-- Reads a count-prefixed list at t[i]; returns it and the next index.
+local function get_list(t, i)
+    local n, p = t[i], {}
+    for j = 1, n do
+        p[j] = t[i + j]
+    end
+    return p, i + n + 1
+end
+
+-- ------------------------------------------------------------------ --
+-- Score aggregates: per (series, horizon, model)                       --
+-- ------------------------------------------------------------------ --
+
+local function sagg_new(W, T)
+    return {W = W, T = T, n_se = 0, big_se = 0, se = {}, n_ape = 0, big_ape = 0, ape = {}, pn = 0}
+end
+
+local function sagg_load(key)
+    local s = redis.call('GET', key)
+    if not s then
+        return nil
+    end
+    local t = unpack_doubles(s)
+    if not t or t[1] ~= AGG_VERSION then
+        return nil
+    end
+    local agg = {W = t[2], T = t[3], n_se = t[4], big_se = t[5], n_ape = t[6], big_ape = t[7],
+                 pn = t[8]}
+    local i = 9
+    agg.se, i = get_list(t, i)
+    agg.ape, i = get_list(t, i)
+    return agg
+end
+
+local function sagg_save(key, agg)
+    local t = {AGG_VERSION, agg.W, agg.T, agg.n_se, agg.big_se, agg.n_ape, agg.big_ape, agg.pn}
+    put_list(t, agg.se)
+    put_list(t, agg.ape)
+    redis.call('SET', key, pack_doubles(t))
+end
+
+-- Adds (sign = 1) or removes (sign = -1) one scored pair. The operations
+-- are those of chorus_score_error/_ape in C, in the same order, so that
+-- each term is the same double there and here.
+local function sagg_point(agg, pred, act, sign)
+    local p, a = tonumber(pred), tonumber(act)
+    local e = p - a
+    local se = e * e
+    agg.n_se = agg.n_se + sign
+    if se < BIG_TERM then
+        if se ~= 0 then
+            xadd(agg.se, sign * se)
+        end
+    else
+        agg.big_se = agg.big_se + sign
+    end
+    if a ~= 0 then
+        local ape = 100 * math.abs(e) / math.abs(a)
+        agg.n_ape = agg.n_ape + sign
+        if ape < BIG_TERM then
+            if ape ~= 0 then
+                xadd(agg.ape, sign * ape)
+            end
+        else
+            agg.big_ape = agg.big_ape + sign
+        end
+    end
+end
+
+local function sum_string(p, big)
+    if big > 0 then
+        return 'inf'
+    end
+    return fmt(xround(p))
+end
+
+-- {n_se, Σse, n_ape, Σape}: what the worker computes MSE and MAPE from.
+local function sagg_reply(agg)
+    return {agg.n_se, sum_string(agg.se, agg.big_se), agg.n_ape, sum_string(agg.ape, agg.big_ape)}
+end
+
+-- The aggregate as of I by scanning the window, and the pending buckets
+-- ({vis, bucket} pairs: in the window but not visible yet).
+local function sagg_scan(base, hm, I, W)
+    local agg, pend = sagg_new(W, I), {}
+    local m = redis.call('ZRANGEBYSCORE', base .. ':sc:' .. hm, '(' .. (I - W), I)
+    for i = 1, #m do
+        local b, o, p, a = parse_score(m[i])
+        if o <= I then
+            sagg_point(agg, p, a, 1)
+        else
+            pend[#pend + 1] = {o, b}
+        end
+    end
+    return agg, pend
+end
+
+-- Removes the points visible at agg.T with bucket in (T - W, upto].
+local function sagg_drop_front(base, hm, agg, upto)
+    local T = agg.T
+    local m = redis.call('ZRANGEBYSCORE', base .. ':sc:' .. hm, '(' .. (T - agg.W), upto)
+    for i = 1, #m do
+        local _, o, p, a = parse_score(m[i])
+        if o <= T then
+            sagg_point(agg, p, a, -1)
+        end
+    end
+end
+
+-- Moves the cursor forward from agg.T to I > agg.T. commit = false reads
+-- only (for no-writes functions): the pending set is left as it was.
+local function sagg_advance(base, hm, agg, I, commit)
+    local T, W = agg.T, agg.W
+    local L = I - W
+    local sc, sp = base .. ':sc:' .. hm, base .. ':sp:' .. hm
+    if L >= T then
+        -- Nothing of the old window survives.
+        local fresh = sagg_new(W, T)
+        for k, v in pairs(fresh) do
+            agg[k] = v
+        end
+        if commit then
+            redis.call('DEL', sp)
+        end
+    elseif agg.pn == 0 then
+        sagg_drop_front(base, hm, agg, L)
+    else
+        sagg_drop_front(base, hm, agg, L)
+        -- Buckets <= T whose winning actual became visible in (T, I].
+        local pend = redis.call('ZRANGEBYSCORE', sp, '-inf', I)
+        for i = 1, #pend do
+            local b = tonumber(pend[i])
+            if b > L then
+                local e = redis.call('ZRANGEBYSCORE', sc, b, b)
+                if #e > 0 then
+                    local _, o, p, a = parse_score(e[1])
+                    if o > T and o <= I then
+                        sagg_point(agg, p, a, 1)
+                    end
+                end
+            end
+        end
+        if commit and #pend > 0 then
+            agg.pn = agg.pn - redis.call('ZREMRANGEBYSCORE', sp, '-inf', I)
+        end
+    end
+    -- Buckets in (T, I]: visible now, or pending.
+    local m = redis.call('ZRANGEBYSCORE', sc, '(' .. math.max(T, L), I)
+    for i = 1, #m do
+        local b, o, p, a = parse_score(m[i])
+        if o <= I then
+            sagg_point(agg, p, a, 1)
+        elseif commit then
+            agg.pn = agg.pn + redis.call('ZADD', sp, o, b)
+        end
+    end
+    agg.T = I
+end
+
+local function sagg_key(base, hm)
+    return base .. ':sa:' .. hm
+end
+
+-- Loads the aggregate of hm if it is valid for window W. One kept for
+-- another window is dropped (with its pending set) when `drop` is set.
+local function sagg_get(base, hm, W, drop)
+    local agg = sagg_load(sagg_key(base, hm))
+    if agg and agg.W ~= W then
+        if drop then
+            redis.call('DEL', sagg_key(base, hm), base .. ':sp:' .. hm)
+        end
+        return nil
+    end
+    return agg
+end
+
+-- Score aggregates of hm as of I: the reply piece. Moves the cursor (and
+-- creates it) when commit is set; a query behind the cursor scans.
+-- `agg` may be passed in already loaded (by put_score, in the same call).
+local function score_stats(base, hm, I, W, commit, agg)
+    if agg == nil then
+        agg = sagg_get(base, hm, W, commit)
+    end
+    if agg == nil or I < agg.T then
+        local fresh, pend = sagg_scan(base, hm, I, W)
+        if commit and agg == nil then
+            local sp = base .. ':sp:' .. hm
+            redis.call('DEL', sp)
+            for i = 1, #pend do
+                redis.call('ZADD', sp, pend[i][1], pend[i][2])
+            end
+            fresh.pn = #pend
+            sagg_save(sagg_key(base, hm), fresh)
+        end
+        return sagg_reply(fresh)
+    end
+    if I > agg.T then
+        sagg_advance(base, hm, agg, I, commit)
+        if commit then
+            sagg_save(sagg_key(base, hm), agg)
+        end
+    end
+    return sagg_reply(agg)
+end
+
+-- Writes the scored pair of (horizon|model) for a bucket, one member per
+-- bucket: "<bucket>|<observed_at>|<prediction>|<actual>", and keeps the
+-- cursor's aggregate in step when the bucket is at or before the cursor.
+-- Returns that aggregate as it now is (nil when there is none).
+local function put_score(base, hm, bucket, observed_at, prediction, actual, W)
     local key = base .. ':sc:' .. hm
+    local old = redis.call('ZRANGEBYSCORE', key, bucket, bucket)
     redis.call('ZREMRANGEBYSCORE', key, bucket, bucket)
     redis.call('ZADD', key, bucket,
                bucket .. '|' .. observed_at .. '|' .. prediction .. '|' .. actual)
-end
 
--- Scored pairs of (horizon|model) as of time `asof`: buckets in
--- (asof - window, asof] whose winning actual was observed at or before
--- asof. Returns a flat array {prediction, actual, ...} in bucket order.
-local function window_scores(base, hm, asof, window)
-    local out = {}
-    local m = redis.call('ZRANGEBYSCORE', base .. ':sc:' .. hm, '(' .. (asof - window), asof)
-    for i = 1, #m do
-        local f = split(m[i])
-        if tonumber(f[2]) <= asof then
-            out[#out + 1] = f[3]
-            out[#out + 1] = f[4]
+    local agg = sagg_get(base, hm, W, true)
+    if not agg or bucket <= agg.T - W or bucket > agg.T then
+        return agg
+    end
+    local T, sp = agg.T, base .. ':sp:' .. hm
+    if #old > 0 then
+        local _, o, p, a = parse_score(old[1])
+        if o <= T then
+            sagg_point(agg, p, a, -1)
+        else
+            agg.pn = agg.pn - redis.call('ZREM', sp, bucket)
         end
     end
-    return out
+    if tonumber(observed_at) <= T then
+        sagg_point(agg, prediction, actual, 1)
+    else
+        agg.pn = agg.pn + redis.call('ZADD', sp, observed_at, bucket)
+    end
+    sagg_save(sagg_key(base, hm), agg)
+    return agg
 end
 
--- Winning actuals as of `asof`, flat {bucket, value, ...} in bucket order.
-local function window_actuals(base, asof, window)
-    local out = {}
-    local m = redis.call('ZRANGEBYSCORE', base .. ':act', '(' .. (asof - window), asof)
-    for i = 1, #m do
-        local f = split(m[i])
-        if tonumber(f[2]) <= asof then
-            out[#out + 1] = tonumber(f[1])
-            out[#out + 1] = f[3]
+-- ------------------------------------------------------------------ --
+-- Actual aggregate: per series, for the z-guard (SPEC §5.2)            --
+-- ------------------------------------------------------------------ --
+-- n, Σv, Σv² (exact squares), the latest visible actual, and over the
+-- consecutive differences d = v_i - v_{i-1} of the visible actuals in
+-- bucket order: their count, Σd, Σd² and the distribution of the bucket
+-- spacings (spacing -> count). Moving the set by one element needs its
+-- neighbours in the set, found by walking base:act past the buckets that
+-- are not in it (usually none).
+
+local function aagg_new(W, T)
+    return {W = W, T = T, n = 0, big = 0, s1 = {}, s2 = {}, last_b = 0, last_v = 0, nd = 0,
+            dbig = 0, d1 = {}, d2 = {}, hist = {}, pn = 0}
+end
+
+local function aagg_load(base)
+    local s = redis.call('GET', base .. ':aa')
+    if not s then
+        return nil
+    end
+    local t = unpack_doubles(s)
+    if not t or t[1] ~= AGG_VERSION then
+        return nil
+    end
+    local agg = {W = t[2], T = t[3], n = t[4], big = t[5], last_b = t[6], last_v = t[7],
+                 nd = t[8], dbig = t[9], pn = t[10], hist = {}}
+    local i = 11
+    agg.s1, i = get_list(t, i)
+    agg.s2, i = get_list(t, i)
+    agg.d1, i = get_list(t, i)
+    agg.d2, i = get_list(t, i)
+    local h
+    h, i = get_list(t, i)
+    for j = 1, #h, 2 do
+        agg.hist[h[j]] = h[j + 1]
+    end
+    return agg
+end
+
+local function hist_sorted(hist)
+    local keys = {}
+    for k in pairs(hist) do
+        keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    return keys
+end
+
+local function aagg_save(base, agg)
+    local t = {AGG_VERSION, agg.W, agg.T, agg.n, agg.big, agg.last_b, agg.last_v, agg.nd,
+               agg.dbig, agg.pn}
+    put_list(t, agg.s1)
+    put_list(t, agg.s2)
+    put_list(t, agg.d1)
+    put_list(t, agg.d2)
+    local keys, h = hist_sorted(agg.hist), {}
+    for i = 1, #keys do
+        h[#h + 1] = keys[i]
+        h[#h + 1] = agg.hist[keys[i]]
+    end
+    put_list(t, h)
+    redis.call('SET', base .. ':aa', pack_doubles(t))
+end
+
+local function aagg_value(agg, v, sign)
+    agg.n = agg.n + sign
+    if math.abs(v) < BIG_VALUE then
+        if v ~= 0 then
+            xadd(agg.s1, sign * v)
+            xadd_square(agg.s2, v, sign)
+        end
+    else
+        agg.big = agg.big + sign
+    end
+end
+
+-- The pair (b1, v1) -> (b2, v2) of consecutive actuals, b1 < b2.
+local function aagg_diff(agg, b1, v1, b2, v2, sign)
+    local d = v2 - v1
+    agg.nd = agg.nd + sign
+    if math.abs(d) < BIG_VALUE then
+        if d ~= 0 then
+            xadd(agg.d1, sign * d)
+            xadd_square(agg.d2, d, sign)
+        end
+    else
+        agg.dbig = agg.dbig + sign
+    end
+    local s = b2 - b1
+    local c = (agg.hist[s] or 0) + sign
+    if c == 0 then
+        agg.hist[s] = nil
+    else
+        agg.hist[s] = c
+    end
+end
+
+local function aagg_append(agg, b, v)
+    if agg.n > 0 then
+        aagg_diff(agg, agg.last_b, agg.last_v, b, v, 1)
+    end
+    aagg_value(agg, v, 1)
+    agg.last_b, agg.last_v = b, v
+end
+
+-- The nearest member of the set after bucket b, up to `hi`: walks
+-- base:act from b, skipping buckets for which inset(bucket, observed_at)
+-- is false. Returns bucket, value or nil.
+local function act_next(base, b, hi, inset)
+    while true do
+        local m = redis.call('ZRANGEBYSCORE', base .. ':act', '(' .. b, hi, 'LIMIT', 0, 8)
+        for i = 1, #m do
+            local eb, eo, ev = parse_act(m[i])
+            if inset(eb, eo) then
+                return eb, tonumber(ev)
+            end
+            b = eb
+        end
+        if #m < 8 then
+            return nil
         end
     end
-    return out
 end
+
+-- The nearest member before bucket b, down to `lo` (exclusive).
+local function act_prev(base, b, lo, inset)
+    while true do
+        local m = redis.call('ZREVRANGEBYSCORE', base .. ':act', '(' .. b, '(' .. lo, 'LIMIT', 0, 8)
+        for i = 1, #m do
+            local eb, eo, ev = parse_act(m[i])
+            if inset(eb, eo) then
+                return eb, tonumber(ev)
+            end
+            b = eb
+        end
+        if #m < 8 then
+            return nil
+        end
+    end
+end
+
+-- Takes (b, v) out of the set, or puts it in: the set's members lie in
+-- (lo, hi] and satisfy inset; b itself is skipped by the walks.
+local function aagg_remove(base, agg, b, v, lo, hi, inset)
+    local pb, pv = act_prev(base, b, lo, inset)
+    local nb, nv = act_next(base, b, hi, inset)
+    aagg_value(agg, v, -1)
+    if pb then
+        aagg_diff(agg, pb, pv, b, v, -1)
+    end
+    if nb then
+        aagg_diff(agg, b, v, nb, nv, -1)
+        if pb then
+            aagg_diff(agg, pb, pv, nb, nv, 1)
+        end
+    else
+        agg.last_b, agg.last_v = pb or 0, pv or 0
+    end
+end
+
+local function aagg_insert(base, agg, b, v, lo, hi, inset)
+    local pb, pv = act_prev(base, b, lo, inset)
+    local nb, nv = act_next(base, b, hi, inset)
+    aagg_value(agg, v, 1)
+    if pb then
+        aagg_diff(agg, pb, pv, b, v, 1)
+    end
+    if nb then
+        aagg_diff(agg, b, v, nb, nv, 1)
+        if pb then
+            aagg_diff(agg, pb, pv, nb, nv, -1)
+        end
+    else
+        agg.last_b, agg.last_v = b, v
+    end
+end
+
+local function aagg_scan(base, I, W)
+    local agg, pend = aagg_new(W, I), {}
+    local m = redis.call('ZRANGEBYSCORE', base .. ':act', '(' .. (I - W), I)
+    for i = 1, #m do
+        local b, o, v = parse_act(m[i])
+        if o <= I then
+            aagg_append(agg, b, tonumber(v))
+        else
+            pend[#pend + 1] = {o, b}
+        end
+    end
+    return agg, pend
+end
+
+-- Removes the members visible at agg.T with bucket in (T - W, upto]: a
+-- prefix of the set. The pairs inside it and the pair from its last member
+-- to the first member after it go too; one ranged read finds both (8 at a
+-- time, usually one round).
+local function aagg_drop_front(base, agg, upto)
+    local T = agg.T
+    local from = '(' .. (T - agg.W)
+    local fb, fv
+    while true do
+        local m = redis.call('ZRANGEBYSCORE', base .. ':act', from, T, 'LIMIT', 0, 8)
+        for i = 1, #m do
+            local b, o, v = parse_act(m[i])
+            if o <= T then
+                v = tonumber(v)
+                if b > upto then
+                    if fb then
+                        aagg_diff(agg, fb, fv, b, v, -1)
+                    end
+                    return
+                end
+                if fb then
+                    aagg_diff(agg, fb, fv, b, v, -1)
+                end
+                aagg_value(agg, v, -1)
+                fb, fv = b, v
+            end
+            from = '(' .. b
+        end
+        if #m < 8 then
+            break
+        end
+    end
+    -- Nothing of the set is left after the prefix.
+    if fb then
+        agg.last_b, agg.last_v = 0, 0
+    end
+end
+
+-- Moves the series' cursor forward from agg.T to I > agg.T (see
+-- sagg_advance for commit).
+local function aagg_advance(base, agg, I, commit)
+    local T, W = agg.T, agg.W
+    local L = I - W
+    local ap = base .. ':ap'
+    if L >= T then
+        local fresh = aagg_new(W, T)
+        for k, v in pairs(fresh) do
+            agg[k] = v
+        end
+        if commit then
+            redis.call('DEL', ap)
+        end
+    elseif agg.pn == 0 then
+        aagg_drop_front(base, agg, L)
+    else
+        aagg_drop_front(base, agg, L)
+        local pend = redis.call('ZRANGEBYSCORE', ap, '-inf', I)
+        local inserted = {}
+        local inset = function(eb, eo)
+            return eo <= T or inserted[eb]
+        end
+        for i = 1, #pend do
+            local b = tonumber(pend[i])
+            if b > L then
+                local e = redis.call('ZRANGEBYSCORE', base .. ':act', b, b)
+                if #e > 0 then
+                    local _, o, v = parse_act(e[1])
+                    if o > T and o <= I then
+                        aagg_insert(base, agg, b, tonumber(v), L, T, inset)
+                        inserted[b] = true
+                    end
+                end
+            end
+        end
+        if commit and #pend > 0 then
+            agg.pn = agg.pn - redis.call('ZREMRANGEBYSCORE', ap, '-inf', I)
+        end
+    end
+    local m = redis.call('ZRANGEBYSCORE', base .. ':act', '(' .. math.max(T, L), I)
+    for i = 1, #m do
+        local b, o, v = parse_act(m[i])
+        if o <= I then
+            aagg_append(agg, b, tonumber(v))
+        elseif commit then
+            agg.pn = agg.pn + redis.call('ZADD', ap, o, b)
+        end
+    end
+    agg.T = I
+end
+
+local function aagg_get(base, W, drop)
+    local agg = aagg_load(base)
+    if agg and agg.W ~= W then
+        if drop then
+            redis.call('DEL', base .. ':aa', base .. ':ap')
+        end
+        return nil
+    end
+    return agg
+end
+
+-- An exact sum as its canonical components (xcanon), or {'inf'}. The
+-- first is the correctly rounded sum; the worker computes the centred sums
+-- of squares n·Σx² − (Σx)² exactly from them, with fma, far faster than
+-- Lua could.
+local function components(p, big)
+    if big > 0 then
+        return {'inf'}
+    end
+    local c = xcanon(p)
+    for i = 1, #c do
+        c[i] = fmt(c[i])
+    end
+    return c
+end
+
+-- {n, last_bucket, last_value, Σv, Σv², n_d, Σd, Σd², {spacing, count, ...}},
+-- each sum as its components: what the worker computes the z-guard from.
+local function aagg_reply(agg)
+    local keys, h = hist_sorted(agg.hist), {}
+    for i = 1, #keys do
+        h[#h + 1] = keys[i]
+        h[#h + 1] = agg.hist[keys[i]]
+    end
+    return {agg.n, agg.last_b, fmt(agg.last_v), components(agg.s1, agg.big),
+            components(agg.s2, agg.big), agg.nd, components(agg.d1, agg.dbig),
+            components(agg.d2, agg.dbig), h}
+end
+
+local function actual_stats(base, I, W, commit)
+    local agg = aagg_get(base, W, commit)
+    if agg == nil or I < agg.T then
+        local fresh, pend = aagg_scan(base, I, W)
+        if commit and agg == nil then
+            local ap = base .. ':ap'
+            redis.call('DEL', ap)
+            for i = 1, #pend do
+                redis.call('ZADD', ap, pend[i][1], pend[i][2])
+            end
+            fresh.pn = #pend
+            aagg_save(base, fresh)
+        end
+        return aagg_reply(fresh)
+    end
+    if I > agg.T then
+        aagg_advance(base, agg, I, commit)
+        if commit then
+            aagg_save(base, agg)
+        end
+    end
+    return aagg_reply(agg)
+end
+
+-- A new winning actual (b, obs, v) replaced (old_obs, old_v) (or nothing):
+-- keeps the series' cursor in step when b is at or before it.
+local function aagg_put(base, b, old_obs, old_v, obs, v, W)
+    local agg = aagg_get(base, W, true)
+    if not agg or b <= agg.T - W or b > agg.T then
+        return
+    end
+    local T, ap = agg.T, base .. ':ap'
+    local inset = function(_, eo)
+        return eo <= T
+    end
+    if old_obs then
+        if old_obs <= T then
+            aagg_remove(base, agg, b, tonumber(old_v), T - W, T, inset)
+        else
+            agg.pn = agg.pn - redis.call('ZREM', ap, b)
+        end
+    end
+    if obs <= T then
+        aagg_insert(base, agg, b, tonumber(v), T - W, T, inset)
+    else
+        agg.pn = agg.pn + redis.call('ZADD', ap, obs, b)
+    end
+    aagg_save(base, agg)
+end
+
+-- ------------------------------------------------------------------ --
+-- Windows, publishers, retention                                      --
+-- ------------------------------------------------------------------ --
 
 -- Models of a horizon that published a prediction (superseded ones
--- included) with issued_at in (asof - window, asof].
+-- included) with issued_at in (asof - window, asof], sorted.
 local function window_publishers(base, horizon, asof, window)
     local out = {}
     local models = redis.call('SMEMBERS', base .. ':models:' .. horizon)
@@ -111,13 +861,21 @@ local function window_publishers(base, horizon, asof, window)
             out[#out + 1] = models[i]
         end
     end
+    table.sort(out)
     return out
 end
 
 -- Drops state that is older than the retention, measured from the series'
 -- newest actual. Old buckets' predictions go with their revision counters.
-local function trim(base, horizon_models, newest, retention)
-    local cutoff = '(' .. (newest - retention)
+-- Points that a cursor still counts leave its aggregate first.
+local function trim(base, horizon_models, newest, retention, W)
+    local cut = newest - retention -- buckets < cut go
+    local cutoff = '(' .. cut
+    local agg = aagg_get(base, W, true)
+    if agg and cut - 1 > agg.T - W then
+        aagg_drop_front(base, agg, math.min(cut - 1, agg.T))
+        aagg_save(base, agg)
+    end
     redis.call('ZREMRANGEBYSCORE', base .. ':act', '-inf', cutoff)
     local old = redis.call('ZRANGEBYSCORE', base .. ':buckets', '-inf', cutoff)
     for i = 1, #old do
@@ -125,20 +883,29 @@ local function trim(base, horizon_models, newest, retention)
     end
     redis.call('ZREMRANGEBYSCORE', base .. ':buckets', '-inf', cutoff)
     for i = 1, #horizon_models do
-        redis.call('ZREMRANGEBYSCORE', base .. ':sc:' .. horizon_models[i], '-inf', cutoff)
+        local hm = horizon_models[i]
+        local sagg = sagg_get(base, hm, W, true)
+        if sagg and cut - 1 > sagg.T - W then
+            sagg_drop_front(base, hm, sagg, math.min(cut - 1, sagg.T))
+            sagg_save(sagg_key(base, hm), sagg)
+        end
+        redis.call('ZREMRANGEBYSCORE', base .. ':sc:' .. hm, '-inf', cutoff)
     end
 end
 
 --
 -- chorus_actual KEYS[1]=base
---   ARGV: wm_field, offset, bucket, observed_at, value, retention_ms
+--   ARGV: wm_field, offset, bucket, observed_at, value, retention_ms, window_ms
 -- Reply: {status} with status one of applied, duplicate, stale, replayed.
 --
 local function actual(keys, args)
     local base = keys[1]
     local wm_field, offset = args[1], args[2]
     local bucket, observed_at, value = tonumber(args[3]), tonumber(args[4]), args[5]
-    local retention = tonumber(args[6])
+    local retention, window = tonumber(args[6]), tonumber(args[7])
+    if not window then
+        return redis.error_reply('chorus_actual: window_ms missing (worker older than library)')
+    end
 
     if already_applied(base, wm_field, offset) then
         return {'replayed'}
@@ -162,6 +929,7 @@ local function actual(keys, args)
     end
     redis.call('ZREMRANGEBYSCORE', base .. ':act', bucket, bucket)
     redis.call('ZADD', base .. ':act', bucket, bucket .. '|' .. args[4] .. '|' .. value)
+    aagg_put(base, bucket, cur_obs, cur_value, observed_at, value, window)
 
     -- (Re-)score every prediction of this bucket.
     local preds = redis.call('HGETALL', base .. ':p:' .. bucket)
@@ -171,11 +939,11 @@ local function actual(keys, args)
         -- Fields starting with '|' are counters; names never contain '|'.
         if string.sub(hm, 1, 1) ~= '|' then
             local f = split(preds[i + 1])
-            put_score(base, hm, bucket, args[4], f[2], value)
+            put_score(base, hm, bucket, args[4], f[2], value, window)
             scored[#scored + 1] = hm
         end
     end
-    trim(base, scored, newest, retention)
+    trim(base, scored, newest, retention, window)
     return {'applied'}
 end
 
@@ -188,8 +956,12 @@ end
 -- Reply:
 --   {'hold'}, {'replayed'}, {'duplicate'}, {'stale'}, or
 --   {'applied' | 'reemit', revision, asof, {model, issued_at, value, ...},
---    {{prediction, actual, ...} per model, same order}, {bucket, value, ...},
+--    {{n_se, Σse, n_ape, Σape} per model, same order},
+--    {n, last_bucket, last_value, {Σv}, {Σv²}, n_d, {Σd}, {Σd²},
+--     {spacing, count, ...}} (each {sum} the canonical components of an
+--     exact sum, largest first, or {'inf'}),
 --    {expected model, ...}}
+--   Models and expected models are sorted; every aggregate is as of asof.
 --
 local function prediction(keys, args)
     local base = keys[1]
@@ -249,8 +1021,9 @@ local function prediction(keys, args)
     local revision = redis.call('HINCRBY', group, '|rev|' .. horizon, 1)
 
     local obs, act = winning_actual(base, bucket)
+    local own_agg
     if obs then
-        put_score(base, hm, bucket, obs, value, act)
+        own_agg = put_score(base, hm, bucket, obs, value, act, window)
     end
 
     -- Compute inputs, as of the latest issued_at present in the group.
@@ -267,18 +1040,22 @@ local function prediction(keys, args)
             end
         end
     end
-    local models, scores = {}, {}
+    table.sort(present, function(x, y)
+        return x[1] < y[1]
+    end)
+    local models, stats = {}, {}
     for i = 1, #present do
         models[#models + 1] = present[i][1]
         models[#models + 1] = present[i][2]
         models[#models + 1] = present[i][3]
-        scores[i] = window_scores(base, prefix .. present[i][1], asof, window)
+        stats[i] = score_stats(base, prefix .. present[i][1], asof, window, true,
+                               present[i][1] == model and own_agg or nil)
     end
     local expected = {}
     if want_expected then
         expected = window_publishers(base, horizon, asof, window)
     end
-    local reply = {'applied', revision, asof, models, scores, window_actuals(base, asof, window),
+    local reply = {'applied', revision, asof, models, stats, actual_stats(base, asof, window, true),
                    expected}
     -- The offset prefix keeps members unique even if two replies are equal.
     redis.call('ZADD', snap_key, offset, offset .. '|' .. cmsgpack.pack(reply))
@@ -295,15 +1072,155 @@ local function release(keys, args)
 end
 
 --
--- chorus_model_window KEYS[1]=base  ARGV: horizon, model, asof, window_ms
--- Reply: {{prediction, actual, ...}} as of `asof`; used by reports and the demo.
+-- chorus_model_stats KEYS[1]=base  ARGV: horizon, model, asof, window_ms
+-- Reply: {n_se, Σse, n_ape, Σape} as of `asof`; used by reports and the
+-- demo. Read-only: it reads the cursor (moving a copy forward) or scans.
 --
-local function model_window(keys, args)
-    return {window_scores(keys[1], args[1] .. '|' .. args[2], tonumber(args[3]), tonumber(args[4]))}
+local function model_stats(keys, args)
+    return score_stats(keys[1], args[1] .. '|' .. args[2], tonumber(args[3]), tonumber(args[4]),
+                       false)
+end
+
+--
+-- chorus_window_stats KEYS[1]=base  ARGV: asof, window_ms, horizon, model...
+-- Reply: {{score reply per model}, actual reply}, as chorus_prediction
+-- computes them, read-only. For tests and tools.
+--
+local function window_stats(keys, args)
+    local asof, window, stats = tonumber(args[1]), tonumber(args[2]), {}
+    for i = 4, #args do
+        stats[#stats + 1] = score_stats(keys[1], args[3] .. '|' .. args[i], asof, window, false)
+    end
+    return {stats, actual_stats(keys[1], asof, window, false)}
+end
+
+-- Whether a partials list is well formed: non-zero, strictly increasing
+-- in magnitude.
+local function partials_ok(p)
+    for i = 1, #p do
+        if p[i] == 0 or p[i] ~= p[i] or (i > 1 and math.abs(p[i - 1]) >= math.abs(p[i])) then
+            return false
+        end
+    end
+    return true
+end
+
+local function same(a, b)
+    if type(a) ~= type(b) then
+        return false
+    end
+    if type(a) ~= 'table' then
+        return a == b
+    end
+    if #a ~= #b then
+        return false
+    end
+    for i = 1, #a do
+        if not same(a[i], b[i]) then
+            return false
+        end
+    end
+    return true
+end
+
+local function show(x)
+    if type(x) ~= 'table' then
+        return tostring(x)
+    end
+    local parts = {}
+    for i = 1, #x do
+        parts[i] = show(x[i])
+    end
+    return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- The pending set holds exactly the window's invisible buckets, scored by
+-- observed_at (stale members at or below T - W are allowed), and the
+-- aggregate knows how many members it has.
+local function check_pending(key, T, W, pn, pend, what, problems)
+    local want = {}
+    for i = 1, #pend do
+        want[pend[i][2]] = pend[i][1]
+    end
+    local got = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    if pn ~= #got / 2 then
+        problems[#problems + 1] = what .. ': pending count ' .. pn .. ', set has ' .. #got / 2
+    end
+    local seen = 0
+    for i = 1, #got, 2 do
+        local b, s = tonumber(got[i]), tonumber(got[i + 1])
+        if b > T - W then
+            if want[b] ~= s then
+                problems[#problems + 1] = what .. ': pending ' .. got[i] .. ' score ' .. got[i + 1]
+                                              .. ' want ' .. tostring(want[b])
+            else
+                seen = seen + 1
+            end
+        end
+    end
+    if seen ~= #pend then
+        problems[#problems + 1] = what .. ': pending has ' .. seen .. ' of ' .. #pend
+    end
+end
+
+--
+-- chorus_debug_check KEYS[1]=base  ARGV: horizon|model ...
+-- Consistency check for tests: every cursor aggregate of the series (the
+-- series' and those of the horizon|model pairs named) must equal a scan of
+-- its window at its cursor, and its pending set must be exact.
+-- Reply: {'ok'} or {'mismatch', description, ...}.
+--
+local function debug_check(keys, args)
+    local base, problems = keys[1], {}
+    local agg = aagg_load(base)
+    if agg then
+        local fresh, pend = aagg_scan(base, agg.T, agg.W)
+        local got, want = aagg_reply(agg), aagg_reply(fresh)
+        if not same(got, want) then
+            problems[#problems + 1] = 'actuals at ' .. agg.T .. ': ' .. show(got) .. ' want '
+                                          .. show(want)
+        end
+        if agg.n ~= fresh.n or agg.big ~= fresh.big or agg.nd ~= fresh.nd
+            or agg.dbig ~= fresh.dbig or agg.nd ~= math.max(agg.n - 1, 0) then
+            problems[#problems + 1] = 'actuals: counts'
+        end
+        for _, p in ipairs({agg.s1, agg.s2, agg.d1, agg.d2}) do
+            if not partials_ok(p) then
+                problems[#problems + 1] = 'actuals: partials ' .. show(p)
+            end
+        end
+        check_pending(base .. ':ap', agg.T, agg.W, agg.pn, pend, 'actuals', problems)
+    end
+    for i = 1, #args do
+        local hm = args[i]
+        local sagg = sagg_load(sagg_key(base, hm))
+        if sagg then
+            local fresh, pend = sagg_scan(base, hm, sagg.T, sagg.W)
+            local got, want = sagg_reply(sagg), sagg_reply(fresh)
+            if not same(got, want) or sagg.big_se ~= fresh.big_se
+                or sagg.big_ape ~= fresh.big_ape then
+                problems[#problems + 1] = hm .. ' at ' .. sagg.T .. ': ' .. show(got) .. ' want '
+                                              .. show(want)
+            end
+            if not partials_ok(sagg.se) or not partials_ok(sagg.ape) then
+                problems[#problems + 1] = hm .. ': partials'
+            end
+            check_pending(base .. ':sp:' .. hm, sagg.T, sagg.W, sagg.pn, pend, hm, problems)
+        end
+    end
+    if #problems == 0 then
+        return {'ok'}
+    end
+    table.insert(problems, 1, 'mismatch')
+    return problems
 end
 
 redis.register_function('chorus_actual', actual)
 redis.register_function('chorus_prediction', prediction)
 redis.register_function('chorus_release', release)
-redis.register_function{function_name = 'chorus_model_window', callback = model_window,
+redis.register_function{function_name = 'chorus_model_stats', callback = model_stats,
+                        flags = {'no-writes'}}
+redis.register_function{function_name = 'chorus_window_stats', callback = window_stats,
+                        flags = {'no-writes'}}
+redis.register_function{function_name = 'chorus_debug_check', callback = debug_check,
                         flags = {'no-writes'}}

@@ -209,7 +209,7 @@ void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const
                              int32_t partition, int64_t offset, int64_t bucket) {
         char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32];
         const char *argv[] = {"FCALL", "chorus_actual", "1", base, wm, off, b, obs, val,
-                              st->retention_ms};
+                              st->retention_ms, st->window_ms};
 
         base_key(st, base, sizeof(base), a->series);
         snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
@@ -323,6 +323,17 @@ static int parse_double(const redisReply *r, double *out) {
         return (*end || errno == ERANGE || !isfinite(*out)) ? -1 : 0;
 }
 
+/* A sum from the state functions: finite, or "inf" when a term was too
+ * large to sum (see chorus.lua). NaN and -inf never come from them. */
+static int parse_sum(const redisReply *r, double *out) {
+        char *end;
+
+        if (r->type != REDIS_REPLY_STRING || r->len == 0)
+                return -1;
+        *out = strtod(r->str, &end);
+        return (*end || isnan(*out) || *out == -INFINITY) ? -1 : 0;
+}
+
 static int parse_int(const redisReply *r, int64_t *out) {
         char *end;
 
@@ -337,6 +348,13 @@ static int parse_int(const redisReply *r, int64_t *out) {
         return (*end || errno) ? -1 : 0;
 }
 
+static int parse_count(const redisReply *r, size_t *out) {
+        if (r->type != REDIS_REPLY_INTEGER || r->integer < 0)
+                return -1;
+        *out = (size_t)r->integer;
+        return 0;
+}
+
 static int cmp_model(const void *a, const void *b) {
         return strcmp(((const chorus_group_model_t *)a)->model,
                       ((const chorus_group_model_t *)b)->model);
@@ -348,17 +366,87 @@ static int cmp_str(const void *a, const void *b) {
 
 void chorus_group_scratch_destroy(chorus_group_scratch_t *s) {
         free(s->models);
-        free(s->points);
         free(s->publishers);
-        free(s->actuals);
+        free(s->spacings);
         memset(s, 0, sizeof(*s));
+}
+
+int chorus_state_parse_score_agg(const redisReply *r, chorus_score_agg_t *out) {
+        /* {n_se, Σse, n_ape, Σape} */
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+            parse_count(r->element[0], &out->n_se) || parse_sum(r->element[1], &out->se_sum) ||
+            parse_count(r->element[2], &out->n_ape) || parse_sum(r->element[3], &out->ape_sum) ||
+            out->n_ape > out->n_se)
+                return -1;
+        return 0;
+}
+
+/* An exact sum as its canonical components ({"inf"} when too large to
+ * sum): *k components into c, and the correctly rounded sum (the first). */
+static int parse_components(const redisReply *r, double *c, size_t *k, double *sum) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements > CHORUS_XSUM_COMPONENTS)
+                return -1;
+        *k = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+                if (parse_sum(r->element[i], &c[i]) || (isinf(c[i]) && r->elements != 1))
+                        return -1;
+        *sum = *k ? c[0] : 0.0;
+        return 0;
+}
+
+/* n·S2 − S1², +inf when either sum was too large. */
+static double css_of(size_t n, const double *c1, size_t k1, const double *c2, size_t k2) {
+        if ((k1 && isinf(c1[0])) || (k2 && isinf(c2[0])))
+                return INFINITY;
+        return chorus_css_exact(n, c1, k1, c2, k2);
+}
+
+int chorus_state_parse_actual_agg(const redisReply *r, chorus_group_scratch_t *s,
+                                  chorus_actual_agg_t *out) {
+        double c1[CHORUS_XSUM_COMPONENTS], c2[CHORUS_XSUM_COMPONENTS], sq;
+        size_t k1, k2, total = 0;
+        const redisReply *h;
+
+        /* {n, last_bucket, last_value, {Σv}, {Σv²}, n_d, {Σd}, {Σd²}, {spacing, count, ...}} */
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 9 ||
+            parse_count(r->element[0], &out->n) || parse_int(r->element[1], &out->last_bucket) ||
+            parse_double(r->element[2], &out->last_value) ||
+            parse_count(r->element[5], &out->n_diff) ||
+            (h = r->element[8])->type != REDIS_REPLY_ARRAY || h->elements % 2)
+                return -1;
+        if (parse_components(r->element[3], c1, &k1, &out->sum) ||
+            parse_components(r->element[4], c2, &k2, &sq))
+                return -1;
+        out->css = css_of(out->n, c1, k1, c2, k2);
+        if (parse_components(r->element[6], c1, &k1, &out->diff_sum) ||
+            parse_components(r->element[7], c2, &k2, &sq))
+                return -1;
+        out->diff_css = css_of(out->n_diff, c1, k1, c2, k2);
+
+        s->spacings =
+            grow(s->spacings, &s->spacings_cap, h->elements / 2 + 1, sizeof(*s->spacings));
+        for (size_t j = 0; j < h->elements / 2; j++) {
+                chorus_spacing_count_t *sc = &s->spacings[j];
+
+                if (parse_int(h->element[2 * j], &sc->spacing) ||
+                    parse_count(h->element[2 * j + 1], &sc->count) ||
+                    (j && sc->spacing <= s->spacings[j - 1].spacing))
+                        return -1;
+                total += sc->count;
+        }
+        /* The distribution is that of the n − 1 consecutive spacings. */
+        if (out->n_diff != (out->n ? out->n - 1 : 0) || total != out->n_diff)
+                return -1;
+        out->spacings = s->spacings;
+        out->n_spacings = h->elements / 2;
+        return 0;
 }
 
 chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, const char *horizon,
                                       int64_t bucket, chorus_group_scratch_t *s,
                                       chorus_group_view_t *view) {
-        const redisReply *models, *scores, *actuals, *publishers;
-        size_t n_models, n_points = 0;
+        const redisReply *models, *scores, *publishers;
+        size_t n_models;
 
         /* {'applied' | 'reemit', revision, asof, models, scores, actuals, expected} */
         chorus_apply_status_t status = chorus_state_reply_status(r);
@@ -366,11 +454,9 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
                 return CHORUS_ERR_STATE;
         models = r->element[3];
         scores = r->element[4];
-        actuals = r->element[5];
         publishers = r->element[6];
         if (models->type != REDIS_REPLY_ARRAY || scores->type != REDIS_REPLY_ARRAY ||
-            actuals->type != REDIS_REPLY_ARRAY || publishers->type != REDIS_REPLY_ARRAY ||
-            models->elements % 3 || actuals->elements % 2 ||
+            publishers->type != REDIS_REPLY_ARRAY || models->elements % 3 ||
             scores->elements != models->elements / 3 || models->elements == 0)
                 return CHORUS_ERR_STATE;
 
@@ -382,49 +468,24 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
                 return CHORUS_ERR_STATE;
 
         n_models = models->elements / 3;
-        for (size_t i = 0; i < n_models; i++) {
-                if (scores->element[i]->type != REDIS_REPLY_ARRAY ||
-                    scores->element[i]->elements % 2)
-                        return CHORUS_ERR_STATE;
-                n_points += scores->element[i]->elements / 2;
-        }
         s->models = grow(s->models, &s->models_cap, n_models, sizeof(*s->models));
-        s->points = grow(s->points, &s->points_cap, n_points + 1, sizeof(*s->points));
-
-        n_points = 0;
         for (size_t i = 0; i < n_models; i++) {
                 chorus_group_model_t *m = &s->models[i];
-                const redisReply *sc = scores->element[i];
 
                 if (models->element[3 * i]->type != REDIS_REPLY_STRING)
                         return CHORUS_ERR_STATE;
                 m->model = models->element[3 * i]->str;
                 if (parse_int(models->element[3 * i + 1], &m->issued_at) ||
-                    parse_double(models->element[3 * i + 2], &m->value))
+                    parse_double(models->element[3 * i + 2], &m->value) ||
+                    chorus_state_parse_score_agg(scores->element[i], &m->scores))
                         return CHORUS_ERR_STATE;
-                m->points = &s->points[n_points];
-                m->n_points = sc->elements / 2;
-                for (size_t j = 0; j < m->n_points; j++) {
-                        chorus_scored_point_t *pt = &m->points[j];
-                        pt->bucket = 0; /* not returned: only the order matters */
-                        if (parse_double(sc->element[2 * j], &pt->prediction) ||
-                            parse_double(sc->element[2 * j + 1], &pt->actual))
-                                return CHORUS_ERR_STATE;
-                }
-                n_points += m->n_points;
         }
         qsort(s->models, n_models, sizeof(*s->models), cmp_model);
         view->models = s->models;
         view->n_models = n_models;
 
-        s->actuals = grow(s->actuals, &s->actuals_cap, actuals->elements / 2 + 1,
-                          sizeof(*s->actuals));
-        for (size_t j = 0; j < actuals->elements / 2; j++)
-                if (parse_int(actuals->element[2 * j], &s->actuals[j].bucket) ||
-                    parse_double(actuals->element[2 * j + 1], &s->actuals[j].value))
-                        return CHORUS_ERR_STATE;
-        view->actuals = s->actuals;
-        view->n_actuals = actuals->elements / 2;
+        if (chorus_state_parse_actual_agg(r->element[5], s, &view->actuals))
+                return CHORUS_ERR_STATE;
 
         s->publishers = grow(s->publishers, &s->publishers_cap, publishers->elements + 1,
                              sizeof(*s->publishers));
@@ -442,10 +503,9 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
 chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,
                                       const char *model, int64_t asof, chorus_model_stats_t *out) {
         char base[CHORUS_NAME_MAX + 64], at[24], errstr[256];
-        const char *argv[] = {"FCALL", "chorus_model_window", "1", base, horizon, model, at,
+        const char *argv[] = {"FCALL", "chorus_model_stats", "1", base, horizon, model, at,
                               st->window_ms};
-        chorus_scored_point_t *points = NULL;
-        const redisReply *list;
+        chorus_score_agg_t agg;
         redisReply *r;
         chorus_err_t err = CHORUS_OK;
 
@@ -457,23 +517,10 @@ chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, co
                 drop_connection(st);
                 return CHORUS_ERR_REDIS;
         }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
-            (list = r->element[0])->type != REDIS_REPLY_ARRAY || list->elements % 2) {
-                freeReplyObject(r);
-                return CHORUS_ERR_STATE;
-        }
-        points = calloc(list->elements / 2 + 1, sizeof(*points));
-        if (!points) {
-                freeReplyObject(r);
-                return CHORUS_ERR_NOMEM;
-        }
-        for (size_t j = 0; j < list->elements / 2 && !err; j++)
-                if (parse_double(list->element[2 * j], &points[j].prediction) ||
-                    parse_double(list->element[2 * j + 1], &points[j].actual))
-                        err = CHORUS_ERR_STATE;
-        if (!err)
-                chorus_score_stats(points, list->elements / 2, out);
-        free(points);
+        if (chorus_state_parse_score_agg(r, &agg))
+                err = CHORUS_ERR_STATE;
+        else
+                chorus_score_stats_from_agg(&agg, out);
         freeReplyObject(r);
         return err;
 }
