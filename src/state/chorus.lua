@@ -46,10 +46,11 @@
 --    costs no query). A query behind the cursor (I < T) scans the window.
 --  * Every sum is exact: a list of non-overlapping partials (Shewchuk's
 --    msum, as in Python's math.fsum), to which a removal adds -x. What a
---    reply carries is the exact sum correctly rounded, which depends only
---    on the set of terms, so the cursor path, the scan and every arrival
---    order give the same bits. chorus_debug_check compares an aggregate
---    with a scan; the tests run it.
+--    reply carries is the exact sum correctly rounded (scores) or its
+--    canonical components (actuals), which depend only on the set of
+--    terms, so the cursor path, the scan and every arrival order give the
+--    same bits. chorus_debug_check compares an aggregate with a scan; the
+--    tests run it.
 --  * A change to a point at or before a cursor (a revised prediction, a new
 --    winning actual, retention trimming) adjusts that cursor's aggregate
 --    in the same call: subtract the old point if it was included, add the
