@@ -48,6 +48,7 @@ typedef struct entry {
         int attempts;          /* failed processing attempts */
         unsigned char *raw;    /* key bytes, then value bytes */
         size_t key_len, value_len;
+        int has_key, has_value;
         union {
                 chorus_prediction_t prediction;
                 chorus_actual_t actual;
@@ -63,6 +64,7 @@ typedef struct dead_letter {
         char message[256];
         unsigned char *raw;
         size_t key_len, value_len;
+        int has_key, has_value; /* a null key or value stays null, not empty */
 } dead_letter_t;
 
 /* Snapshots to release once their outputs are committed. */
@@ -461,6 +463,8 @@ static void queue_dead_letter(chorus_worker_t *w, const char *topic, int32_t par
         d->offset = offset;
         d->reason = reason;
         snprintf(d->message, sizeof(d->message), "%s", message);
+        d->has_key = key != NULL;
+        d->has_value = value != NULL;
         d->key_len = key ? key_len : 0;
         d->value_len = value ? value_len : 0;
         d->raw = malloc(d->key_len + d->value_len + 1);
@@ -494,8 +498,8 @@ static chorus_err_t produce_dead_letters(chorus_worker_t *w) {
                 rd_kafka_header_add(h, "chorus.source.partition", -1, partition, -1);
                 rd_kafka_header_add(h, "chorus.source.offset", -1, offset, -1);
                 if ((err = produce(w, w->cfg->topics[CHORUS_TOPIC_DLQ].name,
-                                   d->key_len ? d->raw : NULL, d->key_len, d->raw + d->key_len,
-                                   d->value_len, h)))
+                                   d->has_key ? d->raw : NULL, d->key_len,
+                                   d->has_value ? d->raw + d->key_len : NULL, d->value_len, h)))
                         return err;
                 w->stats.dead_letters[d->reason]++;
                 w->stats.records_out[CHORUS_TOPIC_DLQ]++;
@@ -585,6 +589,8 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         else
                 e->bucket = chorus_bucket_of(e->rec.actual.observed_at,
                                              chorus_config_resolution_ms(cfg, e->rec.actual.series));
+        e->has_key = m->key != NULL;
+        e->has_value = m->payload != NULL;
         e->key_len = m->key ? m->key_len : 0;
         e->value_len = m->payload ? m->len : 0;
         if (!(e->raw = malloc(e->key_len + e->value_len + 1))) {
@@ -714,8 +720,9 @@ static void processing_failed(chorus_worker_t *w, entry_t *e, const char *why) {
                 return;
         }
         snprintf(msg, sizeof(msg), "failed %d times: %s", e->attempts, why);
-        queue_dead_letter(w, e->topic, e->partition, e->offset, e->key_len ? e->raw : NULL,
-                          e->key_len, e->raw + e->key_len, e->value_len, CHORUS_ERR_POISON, msg);
+        queue_dead_letter(w, e->topic, e->partition, e->offset, e->has_key ? e->raw : NULL,
+                          e->key_len, e->has_value ? e->raw + e->key_len : NULL, e->value_len,
+                          CHORUS_ERR_POISON, msg);
         free(e->raw);
 }
 
