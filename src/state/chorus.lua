@@ -20,8 +20,8 @@
 --    as "%.17g" strings too (Lua's tostring keeps only 14 digits), so
 --    strtod() in the worker gets the same bits. Times are integer
 --    milliseconds, exact in Lua's doubles up to 2^53.
---  * Validation happens in the worker before any call: a function that
---    starts writing does not fail half-way (Lua never rolls back).
+--  * Validation happens in the worker before any call, and a function does
+--    its reads that can fail before its first write: Lua never rolls back.
 --  * An applied prediction leaves a snapshot of what its forecast is
 --    computed from (base:snap:<topic>|<partition>, by offset) until the
 --    worker has committed its output (chorus_release). A re-delivered
@@ -911,15 +911,17 @@ local function actual(keys, args)
     if already_applied(base, wm_field, offset) then
         return {'replayed'}
     end
+    -- Reads that can fail come before the first write: Lua never rolls
+    -- back, and a record whose watermark moved would come back "replayed".
+    local newest = tonumber(redis.call('GET', base .. ':aw') or '-1')
+    local cur_obs, cur_value = winning_actual(base, bucket)
     advance_watermark(base, wm_field, offset)
 
-    local newest = tonumber(redis.call('GET', base .. ':aw') or '-1')
     if observed_at > newest then
         newest = observed_at
         redis.call('SET', base .. ':aw', args[4])
     end
 
-    local cur_obs, cur_value = winning_actual(base, bucket)
     if cur_obs then
         if cur_obs > observed_at then
             return {'stale'}
@@ -998,16 +1000,18 @@ local function prediction(keys, args)
             return {'hold'}
         end
     end
+    -- Reads that can fail come before the first write (see actual()).
+    local hm = horizon .. '|' .. model
+    local group = base .. ':p:' .. bucket
+    local cur = redis.call('HGET', group, hm)
+    local obs, act = winning_actual(base, bucket)
     advance_watermark(base, wm_field, offset)
 
     -- Every published record counts for models_expected, superseded too.
-    local hm = horizon .. '|' .. model
     redis.call('SADD', base .. ':models:' .. horizon, model)
     redis.call('ZADD', base .. ':pub:' .. hm, issued_at, args[8])
     redis.call('ZREMRANGEBYSCORE', base .. ':pub:' .. hm, '-inf', '(' .. (issued_at - retention))
 
-    local group = base .. ':p:' .. bucket
-    local cur = redis.call('HGET', group, hm)
     if cur then
         if cur == record then
             return {'duplicate'}
@@ -1021,7 +1025,6 @@ local function prediction(keys, args)
     redis.call('ZADD', base .. ':buckets', bucket, bucket)
     local revision = redis.call('HINCRBY', group, '|rev|' .. horizon, 1)
 
-    local obs, act = winning_actual(base, bucket)
     local own_agg
     if obs then
         own_agg = put_score(base, hm, bucket, obs, value, act, window)

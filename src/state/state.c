@@ -241,9 +241,12 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
         if (p->has_upper)
                 chorus_format_double(hi, sizeof(hi), p->upper);
         /* issued_at and value first: the functions read them by position.
-         * The model version goes last because it is free text. */
-        snprintf(record, sizeof(record), "%s|%s|%s|%s|%s%s", iss, val, lo, hi,
-                 p->has_model_version ? "v" : "-", p->has_model_version ? p->model_version : "");
+         * target_time is there because two records of one bucket with
+         * different target times are not exact duplicates. The model
+         * version goes last because it is free text. */
+        snprintf(record, sizeof(record), "%s|%s|%s|%s|%lld|%s%s", iss, val, lo, hi,
+                 (long long)p->target_time, p->has_model_version ? "v" : "-",
+                 p->has_model_version ? p->model_version : "");
         append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
@@ -320,7 +323,9 @@ static int parse_double(const redisReply *r, double *out) {
                 return -1;
         errno = 0;
         *out = strtod(r->str, &end);
-        return (*end || errno == ERANGE || !isfinite(*out)) ? -1 : 0;
+        /* Not errno: strtod sets ERANGE for subnormals (1e-310), which are
+         * exact and valid values here. */
+        return (*end || !isfinite(*out)) ? -1 : 0;
 }
 
 /* A sum from the state functions: finite, or "inf" when a term was too
