@@ -393,7 +393,7 @@ static chorus_err_t need(wstate_t *st, uint64_t n, const char *what) {
 
 static chorus_err_t rd_length(wstate_t *st, const char *what) {
         chorus_err_t err;
-        int64_t n;
+        int64_t n = 0; /* set by rd_varint; gcc -O3 cannot see that */
         size_t at = st->pos;
 
         if ((err = rd_varint(st, &n, what)))

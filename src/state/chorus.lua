@@ -319,15 +319,75 @@ local function sagg_reply(agg)
     return {agg.n_se, sum_string(agg.se, agg.big_se), agg.n_ape, sum_string(agg.ape, agg.big_ape)}
 end
 
+-- ------------------------------------------------------------------ --
+-- Actual versions                                                      --
+-- ------------------------------------------------------------------ --
+-- "As of I" a bucket's actual is its latest version observed at or before
+-- I, not its current winner: a correction observed after I must not hide
+-- the value that was known at I, or a replay (which sees the correction
+-- already) would differ from the live run (SPEC §9.2). Every version is
+-- kept in base:actv ("<bucket>|<observed_at>|<value>", scored by bucket);
+-- base:multi holds the buckets with more than one version. The cursors
+-- follow the winners; a query whose window holds a bucket whose winner is
+-- not visible yet but an older version is, is answered by a scan that uses
+-- that version ("shadowed" buckets). Corrections are rare, so this costs a
+-- lookup in a small set on the common path.
+
+-- Records a version; a version with the same observed_at is replaced (the
+-- later arrival wins a tie). Returns nothing.
+local function put_version(base, b, obs, v)
+    local key = base .. ':actv'
+    local m = redis.call('ZRANGEBYSCORE', key, b, b)
+    for i = 1, #m do
+        local _, o = parse_act(m[i])
+        if o == obs then
+            redis.call('ZREM', key, m[i])
+        end
+    end
+    redis.call('ZADD', key, b, b .. '|' .. obs .. '|' .. v)
+    if redis.call('ZCOUNT', key, b, b) > 1 then
+        redis.call('ZADD', base .. ':multi', b, b)
+    end
+end
+
+-- Buckets of (I - W, I] whose winner was observed after I but which had a
+-- version at or before I: bucket -> value string of the latest such version.
+-- Returns nil when there is none (the common case).
+local function shadowed(base, I, W)
+    local out
+    local buckets = redis.call('ZRANGEBYSCORE', base .. ':multi', '(' .. (I - W), I)
+    for i = 1, #buckets do
+        local b = tonumber(buckets[i])
+        local wobs = winning_actual(base, b)
+        if wobs and wobs > I then
+            local best_o, best_v
+            local m = redis.call('ZRANGEBYSCORE', base .. ':actv', b, b)
+            for j = 1, #m do
+                local _, o, v = parse_act(m[j])
+                if o <= I and (best_o == nil or o > best_o) then
+                    best_o, best_v = o, v
+                end
+            end
+            if best_o then
+                out = out or {}
+                out[b] = best_v
+            end
+        end
+    end
+    return out
+end
+
 -- The aggregate as of I by scanning the window, and the pending buckets
 -- ({vis, bucket} pairs: in the window but not visible yet).
-local function sagg_scan(base, hm, I, W)
+local function sagg_scan(base, hm, I, W, shadow)
     local agg, pend = sagg_new(W, I), {}
     local m = redis.call('ZRANGEBYSCORE', base .. ':sc:' .. hm, '(' .. (I - W), I)
     for i = 1, #m do
         local b, o, p, a = parse_score(m[i])
         if o <= I then
             sagg_point(agg, p, a, 1)
+        elseif shadow and shadow[b] then
+            sagg_point(agg, p, shadow[b], 1)
         else
             pend[#pend + 1] = {o, b}
         end
@@ -418,6 +478,10 @@ end
 -- creates it) when commit is set; a query behind the cursor scans.
 -- `agg` may be passed in already loaded (by put_score, in the same call).
 local function score_stats(base, hm, I, W, commit, agg)
+    local shadow = shadowed(base, I, W)
+    if shadow then
+        return sagg_reply((sagg_scan(base, hm, I, W, shadow)))
+    end
     if agg == nil then
         agg = sagg_get(base, hm, W, commit)
     end
@@ -653,13 +717,15 @@ local function aagg_insert(base, agg, b, v, lo, hi, inset)
     end
 end
 
-local function aagg_scan(base, I, W)
+local function aagg_scan(base, I, W, shadow)
     local agg, pend = aagg_new(W, I), {}
     local m = redis.call('ZRANGEBYSCORE', base .. ':act', '(' .. (I - W), I)
     for i = 1, #m do
         local b, o, v = parse_act(m[i])
         if o <= I then
             aagg_append(agg, b, tonumber(v))
+        elseif shadow and shadow[b] then
+            aagg_append(agg, b, tonumber(shadow[b]))
         else
             pend[#pend + 1] = {o, b}
         end
@@ -797,6 +863,10 @@ local function aagg_reply(agg)
 end
 
 local function actual_stats(base, I, W, commit)
+    local shadow = shadowed(base, I, W)
+    if shadow then
+        return aagg_reply((aagg_scan(base, I, W, shadow)))
+    end
     local agg = aagg_get(base, W, commit)
     if agg == nil or I < agg.T then
         local fresh, pend = aagg_scan(base, I, W)
@@ -878,6 +948,8 @@ local function trim(base, horizon_models, newest, retention, W)
         aagg_save(base, agg)
     end
     redis.call('ZREMRANGEBYSCORE', base .. ':act', '-inf', cutoff)
+    redis.call('ZREMRANGEBYSCORE', base .. ':actv', '-inf', cutoff)
+    redis.call('ZREMRANGEBYSCORE', base .. ':multi', '-inf', cutoff)
     local old = redis.call('ZRANGEBYSCORE', base .. ':buckets', '-inf', cutoff)
     for i = 1, #old do
         redis.call('DEL', base .. ':p:' .. old[i])
@@ -923,13 +995,17 @@ local function actual(keys, args)
     end
 
     if cur_obs then
-        if cur_obs > observed_at then
-            return {'stale'}
-        end
         if cur_obs == observed_at and cur_value == value then
             return {'duplicate'}
         end
+        if cur_obs > observed_at then
+            -- Not the winner, but the bucket's value as of times before
+            -- the winner was observed.
+            put_version(base, bucket, observed_at, value)
+            return {'stale'}
+        end
     end
+    put_version(base, bucket, observed_at, value)
     redis.call('ZREMRANGEBYSCORE', base .. ':act', bucket, bucket)
     redis.call('ZADD', base .. ':act', bucket, bucket .. '|' .. args[4] .. '|' .. value)
     aagg_put(base, bucket, cur_obs, cur_value, observed_at, value, window)

@@ -187,11 +187,32 @@ static void order(dataset_t *d, uint64_t seed, double jitter) {
         order_lead(d, seed, jitter, 0.0);
 }
 
+/* Every version of a bucket's actual: "as of I" the bucket's value is its
+ * latest version observed at or before I (SPEC §1), not its winner. */
+#define MAX_VERSIONS 8
 typedef struct act_state {
-        int has;
-        int64_t obs;
-        double value;
+        int n;
+        int64_t obs[MAX_VERSIONS];
+        double value[MAX_VERSIONS];
 } act_state_t;
+
+/* The index of the latest version observed at or before @p asof (-1: none;
+ * INT64_MAX: the winner). */
+static int version_as_of(const act_state_t *a, int64_t asof) {
+        int best = -1;
+        for (int i = 0; i < a->n; i++)
+                if (a->obs[i] <= asof && (best < 0 || a->obs[i] > a->obs[best]))
+                        best = i;
+        return best;
+}
+
+static int64_t winner_obs(const act_state_t *a) {
+        int64_t w = INT64_MIN;
+        for (int i = 0; i < a->n; i++)
+                if (a->obs[i] > w)
+                        w = a->obs[i];
+        return w;
+}
 
 typedef struct pred_state {
         int has;
@@ -323,10 +344,11 @@ static int model_index(const char *name) {
         return -1;
 }
 
+/* The version of bucket k visible as of @p asof, or -1. */
 static int visible(const act_state_t *a, int k, int64_t asof) {
         int64_t b = T0 + k * RES;
 
-        return a->has && b > asof - WIN && b <= asof && a->obs <= asof;
+        return b > asof - WIN && b <= asof ? version_as_of(a, asof) : -1;
 }
 
 static void ref_scores(const model_state_t *s, int h, int m, int64_t asof,
@@ -334,13 +356,15 @@ static void ref_scores(const model_state_t *s, int h, int m, int64_t asof,
         chorus_scored_point_t pts[NB];
         size_t n = 0;
 
-        for (int k = 0; k < NB; k++)
-                if (visible(&s->act[k], k, asof) && s->pred[h][m][k].has) {
+        for (int k = 0; k < NB; k++) {
+                int v = visible(&s->act[k], k, asof);
+                if (v >= 0 && s->pred[h][m][k].has) {
                         pts[n].bucket = T0 + k * RES;
                         pts[n].prediction = s->pred[h][m][k].value;
-                        pts[n].actual = s->act[k].value;
+                        pts[n].actual = s->act[k].value[v];
                         n++;
                 }
+        }
         chorus_score_agg_build(pts, n, out);
 }
 
@@ -348,12 +372,14 @@ static void ref_actuals(const model_state_t *s, int64_t asof, chorus_actual_poin
                         chorus_spacing_count_t *buf, chorus_actual_agg_t *out) {
         size_t n = 0;
 
-        for (int k = 0; k < NB; k++)
-                if (visible(&s->act[k], k, asof)) {
+        for (int k = 0; k < NB; k++) {
+                int v = visible(&s->act[k], k, asof);
+                if (v >= 0) {
                         pts[n].bucket = T0 + k * RES;
-                        pts[n].value = s->act[k].value;
+                        pts[n].value = s->act[k].value[v];
                         n++;
                 }
+        }
         chorus_actual_agg_build(pts, n, buf, out);
 }
 
@@ -447,10 +473,16 @@ static void apply(run_t *run, const rec_t *rec) {
         if (!rec->is_pred) {
                 act_state_t *a = &s->act[rec->k];
 
+                int64_t wobs = winner_obs(a);
+                int same = -1;
+
                 r = fcall_actual(run, rec, wm);
-                if (a->has && a->obs > rec->t)
+                for (int i = 0; i < a->n; i++)
+                        if (a->obs[i] == rec->t)
+                                same = i;
+                if (a->n && wobs > rec->t)
                         want = "stale";
-                else if (a->has && a->obs == rec->t && same_bits(a->value, rec->value))
+                else if (a->n && wobs == rec->t && same_bits(a->value[same], rec->value))
                         want = "duplicate";
                 else
                         want = "applied";
@@ -458,10 +490,16 @@ static void apply(run_t *run, const rec_t *rec) {
                           r && r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
                 if (run->reference)
                         cr_assert_str_eq(r->element[0]->str, want);
-                if (!strcmp(r->element[0]->str, "applied")) {
-                        a->has = 1;
-                        a->obs = rec->t;
-                        a->value = rec->value;
+                /* Every version counts as of its time, stale ones too; a
+                 * second version with the same observed_at replaces the first. */
+                if (strcmp(r->element[0]->str, "duplicate") &&
+                    strcmp(r->element[0]->str, "replayed")) {
+                        if (same < 0) {
+                                cr_assert_lt(a->n, MAX_VERSIONS);
+                                same = a->n++;
+                        }
+                        a->obs[same] = rec->t;
+                        a->value[same] = rec->value;
                 }
         } else {
                 pred_state_t *p = &s->pred[rec->h][rec->m][rec->k];
