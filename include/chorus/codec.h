@@ -71,8 +71,8 @@ void chorus_codec_destroy(chorus_codec_t *codec);
  * @returns CHORUS_OK, or CHORUS_ERR_CONFIG with the reason in @p errstr.
  */
 chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
-                                   chorus_record_type_t type, const char *schema_json,
-                                   char *errstr, size_t errstr_size);
+                                   chorus_record_type_t type, const char *schema_json, char *errstr,
+                                   size_t errstr_size);
 
 /**
  * @brief Decode one message value into @p out (a struct matching @p type:
@@ -88,9 +88,9 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
  *          human-readable reason in @p errstr. Never crashes on any input.
  */
 chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t type,
-                                 chorus_framing_t framing, int32_t bare_schema_id,
-                                 const void *data, size_t len, void *out,
-                                 int32_t *schema_id_out, char *errstr, size_t errstr_size);
+                                 chorus_framing_t framing, int32_t bare_schema_id, const void *data,
+                                 size_t len, void *out, int32_t *schema_id_out, char *errstr,
+                                 size_t errstr_size);
 
 /**
  * @brief Encode @p rec (struct matching @p type) with the reader schema of

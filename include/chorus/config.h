@@ -67,10 +67,10 @@ typedef enum chorus_guarantee {
 } chorus_guarantee_t;
 
 typedef struct chorus_topic_conf {
-        char name[250];             /**< topic.<role> */
-        chorus_framing_t framing;   /**< topic.<role>.framing: confluent|bare */
-        int32_t schema_id;          /**< topic.<role>.schema_id: id written / assumed for bare */
-        chorus_record_type_t type;  /**< fixed by the role; __COUNT for dlq (raw) */
+        char name[250];            /**< topic.<role> */
+        chorus_framing_t framing;  /**< topic.<role>.framing: confluent|bare */
+        int32_t schema_id;         /**< topic.<role>.schema_id: id written / assumed for bare */
+        chorus_record_type_t type; /**< fixed by the role; __COUNT for dlq (raw) */
 } chorus_topic_conf_t;
 
 /** Per-series settings: series.<name>.{min,max,resolution}. */
@@ -110,35 +110,35 @@ typedef struct chorus_config {
         size_t n_kafka;
         chorus_kv_t *kafka; /**< kafka.* passthrough, in file order */
 
-        char *redis_host;      /**< redis.host (127.0.0.1) */
-        int redis_port;        /**< redis.port (6379) */
-        char *redis_password;  /**< redis.password (empty: none) */
-        int redis_db;          /**< redis.db (0) */
-        int redis_timeout_ms;  /**< redis.timeout_ms (5000) */
-        char *redis_prefix;    /**< redis.key_prefix ("chorus"); no braces */
+        char *redis_host;     /**< redis.host (127.0.0.1) */
+        int redis_port;       /**< redis.port (6379) */
+        char *redis_password; /**< redis.password (empty: none) */
+        int redis_db;         /**< redis.db (0) */
+        int redis_timeout_ms; /**< redis.timeout_ms (5000) */
+        char *redis_prefix;   /**< redis.key_prefix ("chorus"); no braces */
 
-        int window_days;          /**< window.days (30) */
-        int retention_days;       /**< state.retention_days (100); >= window.days */
-        int64_t resolution_ms;    /**< resolution.default (1d), accepts 1h, 15m, 86400000 */
+        int window_days;       /**< window.days (30) */
+        int retention_days;    /**< state.retention_days (100); >= window.days */
+        int64_t resolution_ms; /**< resolution.default (1d), accepts 1h, 15m, 86400000 */
 
         chorus_weights_method_t weights_method; /**< weights.method (exp_inv_mape) */
         /** weights.method as configured ("simple_avg" stays "simple_avg"): the value
          *  EnsembleForecast.weighting_method carries (SPEC §3: "the method configured"). */
         char weights_method_name[32];
-        int weights_min_samples;                /**< weights.min_samples (5) */
+        int weights_min_samples; /**< weights.min_samples (5) */
 
-        int validation_min_samples;            /**< validation.min_samples (10) */
-        chorus_z_reference_t z_reference;      /**< validation.z_reference (change) */
-        double z_max;                          /**< validation.z_max (3.0) */
-        double shrink;                         /**< validation.shrink (0.5), in [0,1] */
+        int validation_min_samples;       /**< validation.min_samples (10) */
+        chorus_z_reference_t z_reference; /**< validation.z_reference (change) */
+        double z_max;                     /**< validation.z_max (3.0) */
+        double shrink;                    /**< validation.shrink (0.5), in [0,1] */
 
         chorus_emit_mode_t emit_mode; /**< emit.mode (every) */
         int emit_min_models;          /**< emit.min_models (1) */
 
-        size_t n_models;          /**< models (comma list): the configured model list */
-        chorus_name_t *models;    /**< sorted, unique; applies to every horizon without its own */
+        size_t n_models;       /**< models (comma list): the configured model list */
+        chorus_name_t *models; /**< sorted, unique; applies to every horizon without its own */
 
-        size_t n_horizons;          /**< horizons (comma list): allowed horizons; empty: any */
+        size_t n_horizons; /**< horizons (comma list): allowed horizons; empty: any */
         chorus_name_t *horizons;
 
         size_t n_horizon_confs;

@@ -34,8 +34,8 @@ void chorus_log_write(int level, const char *facility, const char *fmt, ...)
         } while (0)
 
 #define chorus_log_error(fac, ...) chorus_log(CHORUS_LOG_ERROR, fac, __VA_ARGS__)
-#define chorus_log_warn(fac, ...) chorus_log(CHORUS_LOG_WARN, fac, __VA_ARGS__)
-#define chorus_log_info(fac, ...) chorus_log(CHORUS_LOG_INFO, fac, __VA_ARGS__)
+#define chorus_log_warn(fac, ...)  chorus_log(CHORUS_LOG_WARN, fac, __VA_ARGS__)
+#define chorus_log_info(fac, ...)  chorus_log(CHORUS_LOG_INFO, fac, __VA_ARGS__)
 #define chorus_log_debug(fac, ...) chorus_log(CHORUS_LOG_DEBUG, fac, __VA_ARGS__)
 
 #endif /* CHORUS_LOG_H */

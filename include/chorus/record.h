@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHORUS_NAME_MAX 128   /**< series, model, horizon, indicator (bytes) */
-#define CHORUS_TEXT_MAX 256   /**< free text: model_version, source */
+#define CHORUS_NAME_MAX   128 /**< series, model, horizon, indicator (bytes) */
+#define CHORUS_TEXT_MAX   256 /**< free text: model_version, source */
 #define CHORUS_MAX_MODELS 64  /**< models per (series, horizon) group */
 
 /** Timestamps outside [CHORUS_TS_MIN, CHORUS_TS_MAX) are dead letters. */

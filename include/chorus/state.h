@@ -78,7 +78,7 @@ typedef enum chorus_apply_status {
         CHORUS_APPLY_REPLAYED,
         CHORUS_APPLY_HOLD,
         CHORUS_APPLY_REEMIT, /**< applied before, output not yet committed: emit again */
-        CHORUS_APPLY_ERROR, /**< an error reply or an unexpected shape */
+        CHORUS_APPLY_ERROR,  /**< an error reply or an unexpected shape */
 } chorus_apply_status_t;
 
 /** @returns the status of a chorus_actual / chorus_prediction reply. */

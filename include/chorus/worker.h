@@ -16,9 +16,9 @@ typedef struct chorus_worker_s chorus_worker_t;
 
 /** Counters since the worker started. */
 typedef struct chorus_worker_stats {
-        uint64_t records_in[CHORUS_TOPIC__COUNT]; /**< input records by topic role */
+        uint64_t records_in[CHORUS_TOPIC__COUNT];  /**< input records by topic role */
         uint64_t records_out[CHORUS_TOPIC__COUNT]; /**< output records by topic role */
-        uint64_t dead_letters[CHORUS_ERR__COUNT]; /**< by reason */
+        uint64_t dead_letters[CHORUS_ERR__COUNT];  /**< by reason */
         uint64_t applied, duplicates, stale, replayed, held;
         uint64_t reemitted;       /**< applied before, output re-created from its snapshot */
         uint64_t aborted_batches; /**< transactions aborted and rewound */

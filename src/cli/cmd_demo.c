@@ -25,7 +25,7 @@
 #include "chorus/state.h"
 #include "chorus/worker.h"
 
-#define DAY_MS INT64_C(86400000)
+#define DAY_MS        INT64_C(86400000)
 #define DEMO_START_MS INT64_C(1704067200000) /* 2024-01-01T00:00:00Z */
 
 static const struct {
@@ -76,15 +76,13 @@ typedef struct demo {
         uint64_t produced;
 } demo_t;
 
-static int produce_raw(demo_t *d, const char *topic, const char *key, const void *val,
-                       size_t len) {
+static int produce_raw(demo_t *d, const char *topic, const char *key, const void *val, size_t len) {
         rd_kafka_resp_err_t err;
 
-        while ((err = rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC(topic),
-                                        RD_KAFKA_V_KEY(key, strlen(key)),
-                                        RD_KAFKA_V_VALUE((void *)val, len),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                        RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while ((err = rd_kafka_producev(
+                    d->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                    RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(d->producer, 50);
         if (err) {
                 fprintf(stderr, "chorus demo: produce: %s\n", rd_kafka_err2str(err));
@@ -126,8 +124,7 @@ static int generate(demo_t *d) {
                                 return -1;
                 }
                 for (size_t s = 0; s < N_SERIES; s++) {
-                        double next =
-                            level[s] * exp(demo_series[s].daily_vol * normal(&seed));
+                        double next = level[s] * exp(demo_series[s].daily_vol * normal(&seed));
                         for (size_t m = 0; m < N_MODELS && day + 1 < d->days; m++) {
                                 chorus_prediction_t p = {0};
                                 snprintf(p.model_id, sizeof(p.model_id), "%s", demo_models[m].name);
@@ -219,10 +216,9 @@ static long read_forecasts(demo_t *d, const char *bootstrap, last_forecast_t *la
                         break;
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
                         eof++;
-                else if (!m->err &&
-                         !chorus_codec_decode(d->codec, CHORUS_RECORD_FORECAST, t->framing,
-                                              t->schema_id, m->payload, m->len, &fc, NULL, errstr,
-                                              sizeof(errstr))) {
+                else if (!m->err && !chorus_codec_decode(
+                                        d->codec, CHORUS_RECORD_FORECAST, t->framing, t->schema_id,
+                                        m->payload, m->len, &fc, NULL, errstr, sizeof(errstr))) {
                         n++;
                         for (size_t s = 0; s < N_SERIES; s++)
                                 if (!strcmp(fc.series, demo_series[s].name) &&
@@ -243,7 +239,8 @@ static long read_forecasts(demo_t *d, const char *bootstrap, last_forecast_t *la
 static void print_summary(const chorus_worker_stats_t *st, long n_forecasts,
                           const last_forecast_t *last, double seconds) {
         printf("\n== Chorus demo ==\n");
-        printf("input: %" PRIu64 " predictions, %" PRIu64 " actuals; %ld forecasts emitted in %.1f s\n",
+        printf("input: %" PRIu64 " predictions, %" PRIu64
+               " actuals; %ld forecasts emitted in %.1f s\n",
                st->records_in[CHORUS_TOPIC_PREDICTIONS], st->records_in[CHORUS_TOPIC_ACTUALS],
                n_forecasts, seconds);
         printf("state: %" PRIu64 " applied, %" PRIu64 " duplicates, %" PRIu64 " held for actuals, "
@@ -266,12 +263,12 @@ static void print_summary(const chorus_worker_stats_t *st, long n_forecasts,
                        (fc->target_time - DEMO_START_MS) / DAY_MS, fc->revision);
                 printf("  %-12s %10s %8s %8s\n", "model", "MAPE %", "points", "weight");
                 for (size_t i = 0; i < fc->n_present; i++)
-                        printf("  %-12s %10.3f %8zu %8.4f\n", fc->present[i],
-                               last[s].stats[i].mape, last[s].stats[i].n_ape, fc->weight[i]);
+                        printf("  %-12s %10.3f %8zu %8.4f\n", fc->present[i], last[s].stats[i].mape,
+                               last[s].stats[i].n_ape, fc->weight[i]);
                 printf("  forecast %.4f (raw %.4f)  z %s%.2f%s  method %s%s%s\n", fc->value,
-                       fc->raw_value, fc->has_z_score ? "" : "(", fc->has_z_score ? fc->z_score : 0.0,
-                       fc->has_z_score ? "" : " n/a)", fc->weighting_method,
-                       fc->fallback ? "  fallback " : "",
+                       fc->raw_value, fc->has_z_score ? "" : "(",
+                       fc->has_z_score ? fc->z_score : 0.0, fc->has_z_score ? "" : " n/a)",
+                       fc->weighting_method, fc->fallback ? "  fallback " : "",
                        fc->fallback ? chorus_fallback_name(fc->fallback) : "");
         }
 }
@@ -345,8 +342,10 @@ int chorus_cmd_demo(int argc, char **argv) {
 
         printf("starting a private redis-server and an in-process Kafka cluster...\n");
         if (chorus_redis_server_start(&redis, errstr, sizeof(errstr))) {
-                fprintf(stderr, "chorus demo: redis: %s\n(install it with: apt-get install "
-                                "redis-server)\n", errstr);
+                fprintf(stderr,
+                        "chorus demo: redis: %s\n(install it with: apt-get install "
+                        "redis-server)\n",
+                        errstr);
                 goto done;
         }
         if (rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, sizeof(errstr)) ||
@@ -370,10 +369,9 @@ int chorus_cmd_demo(int argc, char **argv) {
                 goto done;
         }
         for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]) - 1; i++)
-                chorus_codec_register(d.codec, cfg->topics[topics[i]].schema_id,
-                                      cfg->topics[topics[i]].type,
-                                      chorus_record_schema_json(cfg->topics[topics[i]].type),
-                                      errstr, sizeof(errstr));
+                chorus_codec_register(
+                    d.codec, cfg->topics[topics[i]].schema_id, cfg->topics[topics[i]].type,
+                    chorus_record_schema_json(cfg->topics[topics[i]].type), errstr, sizeof(errstr));
 
         printf("generating %d days of actuals and predictions for %zu series x %zu models...\n",
                d.days, N_SERIES, N_MODELS);

@@ -13,7 +13,8 @@ static const struct {
         const char *help; /* NULL: hidden */
 } commands[] = {
     {"run", chorus_cmd_run, "run the worker: chorus run -c FILE"},
-    {"check-config", chorus_cmd_check_config, "validate a config file: chorus check-config -c FILE"},
+    {"check-config", chorus_cmd_check_config,
+     "validate a config file: chorus check-config -c FILE"},
     {"demo", chorus_cmd_demo, "run the embedded demo (in-process Kafka, private Redis)"},
     {"config-reference", chorus_cmd_config_reference, NULL},
 };

@@ -146,7 +146,6 @@ static const struct tdesc {
                                          0},
 };
 
-
 /* ====================================================================== */
 /* Codec state                                                            */
 /* ====================================================================== */
@@ -324,9 +323,8 @@ static int rtype_bind(rtype_t *rt, const struct tdesc *td, char *errstr, size_t 
                 int idx = avro_schema_record_field_get_index(rt->schema, fd->name);
 
                 if (idx < 0) {
-                        chorus_seterr(errstr, errstr_size,
-                                            "%s: reader schema has no field %s", td->record,
-                                            fd->name);
+                        chorus_seterr(errstr, errstr_size, "%s: reader schema has no field %s",
+                                      td->record, fd->name);
                         return -1;
                 }
                 rt->idx[i] = idx;
@@ -343,23 +341,23 @@ static int rtype_bind(rtype_t *rt, const struct tdesc *td, char *errstr, size_t 
                         }
                         if (n != 2 || rt->null_branch[i] < 0 || rt->val_branch[i] < 0) {
                                 chorus_seterr(errstr, errstr_size,
-                                                    "%s: field %s is not [\"null\", T] of the "
-                                                    "type the C struct expects",
-                                                    td->record, fd->name);
+                                              "%s: field %s is not [\"null\", T] of the "
+                                              "type the C struct expects",
+                                              td->record, fd->name);
                                 return -1;
                         }
                 } else if (!kind_matches(fd->kind, fs)) {
                         chorus_seterr(errstr, errstr_size,
-                                            "%s: field %s has a type the C struct cannot hold",
-                                            td->record, fd->name);
+                                      "%s: field %s has a type the C struct cannot hold",
+                                      td->record, fd->name);
                         return -1;
                 }
                 fobj = json_field_obj(rt->json, fd->name);
                 rt->def[i] = fobj ? json_object_get(fobj, "default") : NULL;
                 if (rt->def[i] && !default_matches(fd, rt->def[i])) {
                         chorus_seterr(errstr, errstr_size,
-                                            "%s: field %s has a default the C struct cannot hold",
-                                            td->record, fd->name);
+                                      "%s: field %s has a default the C struct cannot hold",
+                                      td->record, fd->name);
                         return -1;
                 }
         }
@@ -377,18 +375,17 @@ static int rtype_init(rtype_t *rt, chorus_record_type_t type, char *errstr, size
         }
         if (avro_schema_from_json_length(text, strlen(text), &rt->schema)) {
                 rt->schema = NULL;
-                chorus_seterr(errstr, errstr_size, "schema %s: %.200s", td->file,
-                                    avro_strerror());
+                chorus_seterr(errstr, errstr_size, "schema %s: %.200s", td->file, avro_strerror());
                 return -1;
         }
         if (!(rt->json = json_loads(text, 0, &jerr))) {
-                chorus_seterr(errstr, errstr_size, "schema %s: line %d: %s", td->file,
-                                    jerr.line, jerr.text);
+                chorus_seterr(errstr, errstr_size, "schema %s: line %d: %s", td->file, jerr.line,
+                              jerr.text);
                 return -1;
         }
         if (!is_avro_record(rt->schema) || strcmp(avro_schema_name(rt->schema), td->record)) {
-                chorus_seterr(errstr, errstr_size, "schema %s: not a record named %s",
-                                    td->file, td->record);
+                chorus_seterr(errstr, errstr_size, "schema %s: not a record named %s", td->file,
+                              td->record);
                 return -1;
         }
         if (td->fields && rtype_bind(rt, td, errstr, errstr_size))
@@ -397,7 +394,7 @@ static int rtype_init(rtype_t *rt, chorus_record_type_t type, char *errstr, size
                 if (!(rt->iface = avro_generic_class_from_schema(rt->schema)) ||
                     avro_generic_value_new(rt->iface, &rt->value)) {
                         chorus_seterr(errstr, errstr_size, "schema %s: %.200s", td->file,
-                                            avro_strerror());
+                                      avro_strerror());
                         return -1;
                 }
                 rt->has_value = 1;
@@ -510,9 +507,8 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
         /* jansson first: its syntax errors carry a line and column. */
         if (!(json = json_loads(schema_json, JSON_DECODE_ANY, &jerr))) {
                 chorus_seterr(errstr, errstr_size,
-                                    "schema id %" PRId32
-                                    " (%s): invalid JSON at line %d column %d: %s",
-                                    schema_id, td->record, jerr.line, jerr.column, jerr.text);
+                              "schema id %" PRId32 " (%s): invalid JSON at line %d column %d: %s",
+                              schema_id, td->record, jerr.line, jerr.column, jerr.text);
                 goto fail;
         }
         json_decref(json);
@@ -527,26 +523,25 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
                 /* avro_strerror() accumulates old messages; only its start is
                  * this error's. */
                 chorus_seterr(errstr, errstr_size,
-                                    "schema id %" PRId32 " (%s): not a valid Avro schema: %.160s",
-                                    schema_id, td->record, avro_strerror());
+                              "schema id %" PRId32 " (%s): not a valid Avro schema: %.160s",
+                              schema_id, td->record, avro_strerror());
                 goto fail;
         }
         if (chorus_codec_resolve_check(w->schema, codec->rt[type].schema, codec->rt[type].json, why,
                                        sizeof(why))) {
-                chorus_seterr(errstr, errstr_size,
-                                    "schema id %" PRId32 " cannot be read as %s: %s", schema_id,
-                                    td->record, why);
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " cannot be read as %s: %s",
+                              schema_id, td->record, why);
                 goto fail;
         }
         if (!(w->walk = chorus_codec_walk_new(w->schema, why, sizeof(why)))) {
-                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %s",
-                                    schema_id, td->record, why);
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %s", schema_id,
+                              td->record, why);
                 goto fail;
         }
         if (!(w->iface = avro_generic_class_from_schema(w->schema)) ||
             avro_generic_value_new(w->iface, &w->value)) {
-                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %.160s",
-                                    schema_id, td->record, avro_strerror());
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " (%s): %.160s", schema_id,
+                              td->record, avro_strerror());
                 goto fail;
         }
         w->has_value = 1;
@@ -715,7 +710,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
         if (sc->t == S_NULL) {
                 if (!fd->optional) {
                         chorus_seterr(errstr, errstr_size,
-                                            "field %s: null, but the field is required", fd->name);
+                                      "field %s: null, but the field is required", fd->name);
                         return CHORUS_ERR_MALFORMED;
                 }
                 *(int *)(void *)(out + fd->has_off) = 0;
@@ -729,7 +724,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                         break;
                 if (sc->n > fd->cap - 1) {
                         chorus_seterr(errstr, errstr_size, "field %s: %zu bytes exceeds %zu",
-                                            fd->name, sc->n, fd->cap - 1);
+                                      fd->name, sc->n, fd->cap - 1);
                         return CHORUS_ERR_ABSURD_LENGTH;
                 }
                 if (fd->kind == K_NAME)
@@ -754,9 +749,9 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                         break;
                 if (fd->kind == K_TS && (sc->l < CHORUS_TS_MIN || sc->l >= CHORUS_TS_MAX)) {
                         chorus_seterr(errstr, errstr_size,
-                                            "field %s: %" PRId64 " ms is outside [1970-01-01, "
-                                            "2200-01-01)",
-                                            fd->name, sc->l);
+                                      "field %s: %" PRId64 " ms is outside [1970-01-01, "
+                                      "2200-01-01)",
+                                      fd->name, sc->l);
                         return CHORUS_ERR_BAD_TIMESTAMP;
                 }
                 memcpy(out + fd->off, &sc->l, sizeof(int64_t));
@@ -772,9 +767,9 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                         break;
                 if (!isfinite(d)) {
                         chorus_seterr(errstr, errstr_size, "field %s: %s", fd->name,
-                                            isnan(d) ? "NaN"
-                                            : d > 0  ? "+Inf"
-                                                     : "-Inf");
+                                      isnan(d) ? "NaN"
+                                      : d > 0  ? "+Inf"
+                                               : "-Inf");
                         return CHORUS_ERR_NON_FINITE;
                 }
                 memcpy(out + fd->off, &d, sizeof(double));
@@ -790,7 +785,7 @@ static chorus_err_t store(const fdesc_t *fd, const scalar_t *sc, unsigned char *
                 return CHORUS_ERR_UNSUPPORTED;
         }
         chorus_seterr(errstr, errstr_size, "field %s: the writer sent %s", fd->name,
-                            scalar_type(sc));
+                      scalar_type(sc));
         return CHORUS_ERR_MALFORMED;
 
 present:
@@ -825,8 +820,8 @@ static chorus_err_t store_names(const fdesc_t *fd, avro_value_t *v, chorus_forec
                 return CHORUS_ERR_MALFORMED;
         }
         if (count > CHORUS_MAX_MODELS) {
-                chorus_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d",
-                                    fd->name, count, CHORUS_MAX_MODELS);
+                chorus_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d", fd->name,
+                              count, CHORUS_MAX_MODELS);
                 return CHORUS_ERR_ABSURD_LENGTH;
         }
         for (size_t i = 0; i < count; i++) {
@@ -837,19 +832,17 @@ static chorus_err_t store_names(const fdesc_t *fd, avro_value_t *v, chorus_forec
                         return CHORUS_ERR_MALFORMED;
                 scalar_from_value(&e, &sc);
                 if (sc.t != S_STR) {
-                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: not a string",
-                                            fd->name, i);
+                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: not a string", fd->name,
+                                      i);
                         return CHORUS_ERR_MALFORMED;
                 }
                 if (sc.n > CHORUS_NAME_MAX) {
-                        chorus_seterr(errstr, errstr_size,
-                                            "field %s[%zu]: %zu bytes exceeds %d", fd->name, i,
-                                            sc.n, CHORUS_NAME_MAX);
+                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: %zu bytes exceeds %d",
+                                      fd->name, i, sc.n, CHORUS_NAME_MAX);
                         return CHORUS_ERR_ABSURD_LENGTH;
                 }
                 if ((err = chorus_codec_name_explain(sc.s, sc.n, why, sizeof(why)))) {
-                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: %s", fd->name, i,
-                                            why);
+                        chorus_seterr(errstr, errstr_size, "field %s[%zu]: %s", fd->name, i, why);
                         return err;
                 }
                 memcpy(names[i], sc.s, sc.n);
@@ -870,9 +863,8 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
                 return CHORUS_ERR_MALFORMED;
         }
         if (count != fc->n_present) {
-                chorus_seterr(errstr, errstr_size,
-                                    "field %s: %zu entries for %zu models present", fd->name, count,
-                                    fc->n_present);
+                chorus_seterr(errstr, errstr_size, "field %s: %zu entries for %zu models present",
+                              fd->name, count, fc->n_present);
                 return count > CHORUS_MAX_MODELS ? CHORUS_ERR_ABSURD_LENGTH : CHORUS_ERR_MALFORMED;
         }
         for (size_t i = 0; i < fc->n_present; i++) {
@@ -880,8 +872,8 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
                 avro_value_t e;
 
                 if (avro_value_get_by_name(v, fc->present[i], &e, NULL)) {
-                        chorus_seterr(errstr, errstr_size, "field %s: no entry for %s",
-                                            fd->name, fc->present[i]);
+                        chorus_seterr(errstr, errstr_size, "field %s: no entry for %s", fd->name,
+                                      fc->present[i]);
                         return CHORUS_ERR_MALFORMED;
                 }
                 scalar_from_value(&e, &sc);
@@ -890,13 +882,13 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
                         sc.d = (double)sc.l;
                 }
                 if (sc.t != S_DOUBLE) {
-                        chorus_seterr(errstr, errstr_size, "field %s: %s is not a number",
-                                            fd->name, fc->present[i]);
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is not a number", fd->name,
+                                      fc->present[i]);
                         return CHORUS_ERR_MALFORMED;
                 }
                 if (!isfinite(sc.d)) {
-                        chorus_seterr(errstr, errstr_size, "field %s: %s is not finite",
-                                            fd->name, fc->present[i]);
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is not finite", fd->name,
+                                      fc->present[i]);
                         return CHORUS_ERR_NON_FINITE;
                 }
                 fc->weight[i] = sc.d;
@@ -972,7 +964,7 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
         }
         if ((unsigned)type >= CHORUS_RECORD__COUNT || !types[type].decodable) {
                 chorus_seterr(errstr, errstr_size, "decoding %s is not supported",
-                                    chorus_record_type_name(type));
+                              chorus_record_type_name(type));
                 return CHORUS_ERR_UNSUPPORTED;
         }
         td = &types[type];
@@ -981,13 +973,12 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
         if (framing == CHORUS_FRAMING_CONFLUENT) {
                 if (len < 5) {
                         chorus_seterr(errstr, errstr_size,
-                                            "%zu bytes is shorter than the 5-byte Confluent header",
-                                            len);
+                                      "%zu bytes is shorter than the 5-byte Confluent header", len);
                         return CHORUS_ERR_BAD_FRAMING;
                 }
                 if (p[0] != 0x00) {
                         chorus_seterr(errstr, errstr_size, "magic byte 0x%02x, expected 0x00",
-                                            p[0]);
+                                      p[0]);
                         return CHORUS_ERR_BAD_FRAMING;
                 }
                 id = (int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
@@ -1001,14 +992,13 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
                 *schema_id_out = id;
 
         if (!(w = writer_find(codec, id))) {
-                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " is not registered",
-                                    id);
+                chorus_seterr(errstr, errstr_size, "schema id %" PRId32 " is not registered", id);
                 return CHORUS_ERR_UNKNOWN_SCHEMA;
         }
         if (w->type != type) {
                 chorus_seterr(errstr, errstr_size,
-                                    "schema id %" PRId32 " is registered for %s, not %s", id,
-                                    chorus_record_type_name(w->type), td->record);
+                              "schema id %" PRId32 " is registered for %s, not %s", id,
+                              chorus_record_type_name(w->type), td->record);
                 return CHORUS_ERR_WRONG_RECORD_TYPE;
         }
         if ((err = chorus_codec_walk_check(w->walk, p, len, errstr, errstr_size)))
@@ -1020,7 +1010,7 @@ chorus_err_t chorus_codec_decode(chorus_codec_t *codec, chorus_record_type_t typ
                                       (int64_t)len);
         if (avro_value_read(codec->reader, &w->value)) {
                 chorus_seterr(errstr, errstr_size, "Avro-C rejected the body: %.160s",
-                                    avro_strerror());
+                              avro_strerror());
                 return CHORUS_ERR_MALFORMED;
         }
 
@@ -1060,8 +1050,8 @@ static chorus_err_t put_names(avro_value_t *arr, const chorus_name_t *names, siz
         avro_value_t e;
 
         if (n > CHORUS_MAX_MODELS) {
-                chorus_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d", field,
-                                    n, CHORUS_MAX_MODELS);
+                chorus_seterr(errstr, errstr_size, "field %s: %zu models exceeds %d", field, n,
+                              CHORUS_MAX_MODELS);
                 return CHORUS_ERR_INVALID_ARG;
         }
         for (size_t i = 0; i < n; i++) {
@@ -1080,21 +1070,20 @@ static chorus_err_t put_weights(avro_value_t *map, const chorus_forecast_t *fc, 
 
         if (fc->n_present > CHORUS_MAX_MODELS) {
                 chorus_seterr(errstr, errstr_size, "field weights: %zu models exceeds %d",
-                                    fc->n_present, CHORUS_MAX_MODELS);
+                              fc->n_present, CHORUS_MAX_MODELS);
                 return CHORUS_ERR_INVALID_ARG;
         }
         for (size_t i = 0; i < fc->n_present; i++) {
                 if (strnlen(fc->present[i], sizeof(fc->present[i])) == sizeof(fc->present[i])) {
                         chorus_seterr(errstr, errstr_size,
-                                            "field weights: model %zu not NUL-terminated", i);
+                                      "field weights: model %zu not NUL-terminated", i);
                         return CHORUS_ERR_INVALID_ARG;
                 }
                 if (avro_value_add(map, fc->present[i], &e, NULL, &is_new))
                         return CHORUS_ERR_NOMEM;
                 if (!is_new) {
-                        chorus_seterr(errstr, errstr_size,
-                                            "field weights: model %s appears twice",
-                                            fc->present[i]);
+                        chorus_seterr(errstr, errstr_size, "field weights: model %s appears twice",
+                                      fc->present[i]);
                         return CHORUS_ERR_INVALID_ARG;
                 }
                 if (avro_value_set_double(&e, fc->weight[i]))
@@ -1177,7 +1166,7 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
         }
         if ((unsigned)type >= CHORUS_RECORD__COUNT || !types[type].fields) {
                 chorus_seterr(errstr, errstr_size, "encoding %s is not supported",
-                                    chorus_record_type_name(type));
+                              chorus_record_type_name(type));
                 return CHORUS_ERR_UNSUPPORTED;
         }
         td = &types[type];

@@ -79,7 +79,6 @@ chorus_err_t chorus_codec_utf8_check(const char *s, size_t len, char *why, size_
 /** @brief chorus_name_check() with a reason in @p why (may be NULL). */
 chorus_err_t chorus_codec_name_explain(const char *name, size_t len, char *why, size_t why_size);
 
-
 #include "chorus/util.h"
 
 #endif /* CHORUS_CODEC_INT_H */

@@ -21,7 +21,6 @@
 #include "chorus/codec.h"
 #include "codec_int.h"
 
-
 /* ====================================================================== */
 /* UTF-8                                                                  */
 /* ====================================================================== */
@@ -92,8 +91,7 @@ chorus_err_t chorus_codec_utf8_check(const char *s, size_t len, char *why, size_
                         continue;
                 }
                 if (utf8_next(u, len, &i) < 0) {
-                        chorus_seterr(why, why_size, "invalid UTF-8 at byte %zu (0x%02x)", i,
-                                            u[i]);
+                        chorus_seterr(why, why_size, "invalid UTF-8 at byte %zu (0x%02x)", i, u[i]);
                         return CHORUS_ERR_INVALID_UTF8;
                 }
         }
@@ -141,12 +139,12 @@ chorus_err_t chorus_codec_name_explain(const char *name, size_t len, char *why, 
                         return CHORUS_ERR_INVALID_UTF8;
                 if (is_control((unsigned long)cp)) {
                         chorus_seterr(why, why_size, "control character U+%04lX at byte %zu",
-                                            (unsigned long)cp, at);
+                                      (unsigned long)cp, at);
                         return CHORUS_ERR_INVALID_NAME;
                 }
                 if (is_space((unsigned long)cp)) {
                         chorus_seterr(why, why_size, "whitespace U+%04lX at byte %zu",
-                                            (unsigned long)cp, at);
+                                      (unsigned long)cp, at);
                         return CHORUS_ERR_INVALID_NAME;
                 }
                 if (cp == '|') {

@@ -162,9 +162,9 @@ static int check_record(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj,
                         if (fobj && json_object_get(fobj, "default"))
                                 continue;
                         chorus_seterr(c->errstr, c->errstr_size,
-                                            "field %s: missing in the writer schema and has no "
-                                            "default in the reader schema",
-                                            sub);
+                                      "field %s: missing in the writer schema and has no "
+                                      "default in the reader schema",
+                                      sub);
                         return 0;
                 }
                 if (!check(c, wf, rf, ftype, sub))
@@ -192,9 +192,9 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
                         ok = try_check(c, avro_schema_union_branch(w, (int)i), r, rj, path);
                 if (!ok)
                         chorus_seterr(c->errstr, c->errstr_size,
-                                            "field %s: no branch of the writer union can be read "
-                                            "as %s",
-                                            path, chorus_codec_type_str(r, rb, sizeof(rb)));
+                                      "field %s: no branch of the writer union can be read "
+                                      "as %s",
+                                      path, chorus_codec_type_str(r, rb, sizeof(rb)));
                 return ok;
         }
         /* Reader union: the writer type must match one branch. */
@@ -205,9 +205,9 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
                                        json_is_array(rj) ? json_array_get(rj, i) : NULL, path);
                 if (!ok)
                         chorus_seterr(c->errstr, c->errstr_size,
-                                            "field %s: writer type %s matches no branch of the "
-                                            "reader union",
-                                            path, chorus_codec_type_str(w, wb, sizeof(wb)));
+                                      "field %s: writer type %s matches no branch of the "
+                                      "reader union",
+                                      path, chorus_codec_type_str(w, wb, sizeof(wb)));
                 return ok;
         }
         if (is_primitive_type(wt) && is_primitive_type(rt)) {
@@ -242,7 +242,7 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
                                 return 1; /* recursive: assume compatible */
                 if (c->depth >= CHORUS_CODEC_MAX_DEPTH) {
                         chorus_seterr(c->errstr, c->errstr_size,
-                                            "field %s: schema nested too deeply", path);
+                                      "field %s: schema nested too deeply", path);
                         return 0;
                 }
                 c->stack[c->depth].w = w;
@@ -258,14 +258,13 @@ static int check(rctx_t *c, avro_schema_t w, avro_schema_t r, json_t *rj, const 
 mismatch:
         if (*path)
                 chorus_seterr(c->errstr, c->errstr_size,
-                                    "field %s: writer type %s cannot be read as %s", path,
-                                    chorus_codec_type_str(w, wb, sizeof(wb)),
-                                    chorus_codec_type_str(r, rb, sizeof(rb)));
+                              "field %s: writer type %s cannot be read as %s", path,
+                              chorus_codec_type_str(w, wb, sizeof(wb)),
+                              chorus_codec_type_str(r, rb, sizeof(rb)));
         else
-                chorus_seterr(c->errstr, c->errstr_size,
-                                    "writer schema is %s, reader schema is %s",
-                                    chorus_codec_type_str(w, wb, sizeof(wb)),
-                                    chorus_codec_type_str(r, rb, sizeof(rb)));
+                chorus_seterr(c->errstr, c->errstr_size, "writer schema is %s, reader schema is %s",
+                              chorus_codec_type_str(w, wb, sizeof(wb)),
+                              chorus_codec_type_str(r, rb, sizeof(rb)));
         return 0;
 }
 

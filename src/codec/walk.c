@@ -168,7 +168,7 @@ static long compile_named(compiler_t *c, avro_schema_t s, int depth) {
                 int ns = avro_schema_enum_number_of_symbols(s);
                 if (ns <= 0) {
                         chorus_seterr(c->errstr, c->errstr_size, "enum %s has no symbols",
-                                            avro_schema_name(s));
+                                      avro_schema_name(s));
                         return -2;
                 }
                 w->nodes[node].n = (uint32_t)ns;
@@ -179,7 +179,7 @@ static long compile_named(compiler_t *c, avro_schema_t s, int depth) {
                 int64_t size = avro_schema_fixed_size(s);
                 if (size < 0) {
                         chorus_seterr(c->errstr, c->errstr_size, "fixed %s has size %" PRId64,
-                                            avro_schema_name(s), size);
+                                      avro_schema_name(s), size);
                         return -2;
                 }
                 w->nodes[node].size = (uint64_t)size;
@@ -284,8 +284,7 @@ static long compile(compiler_t *c, avro_schema_t s, int depth) {
                 return node;
         }
         }
-        chorus_seterr(c->errstr, c->errstr_size, "unsupported Avro type %d",
-                            (int)avro_typeof(s));
+        chorus_seterr(c->errstr, c->errstr_size, "unsupported Avro type %d", (int)avro_typeof(s));
         return -2;
 }
 

@@ -84,7 +84,6 @@ static char *xstrdup(const char *s) {
         return xstrndup(s, strlen(s));
 }
 
-
 /* Prefix errstr in place: "prefix" + old message. */
 static void prefixerr(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -355,30 +354,31 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                 if (chorus_name_check(ref->name, strlen(ref->name)) == CHORUS_OK)
                         return 0;
                 show(ref->name, shown, sizeof(shown));
-                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid %s name %s", ref->prop->name,
-                       shown, scope_noun(ref->prop->scope), name_rules);
+                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid %s name %s",
+                              ref->prop->name, shown, scope_noun(ref->prop->scope), name_rules);
                 return -1;
         case CONF_SCOPE_SCHEMA:
                 if (parse_schema_id(ref->name, &ref->id) == 0)
                         return 0;
                 show(ref->name, shown, sizeof(shown));
                 chorus_seterr(errstr, errstr_size,
-                       "%s: \"%s\" is not a schema id (an integer in [1, 2147483647])",
-                       ref->prop->name, shown);
+                              "%s: \"%s\" is not a schema id (an integer in [1, 2147483647])",
+                              ref->prop->name, shown);
                 return -1;
         case CONF_SCOPE_KAFKA:
                 for (const char *p = ref->name; *p; p++)
                         if ((unsigned char)*p <= ' ' || *p == 0x7f) {
                                 show(ref->name, shown, sizeof(shown));
                                 chorus_seterr(errstr, errstr_size,
-                                       "kafka.%s: librdkafka keys contain no whitespace or "
-                                       "control characters",
-                                       shown);
+                                              "kafka.%s: librdkafka keys contain no whitespace or "
+                                              "control characters",
+                                              shown);
                                 return -1;
                         }
                 if (*ref->name)
                         return 0;
-                chorus_seterr(errstr, errstr_size, "kafka.: missing librdkafka key after \"kafka.\"");
+                chorus_seterr(errstr, errstr_size,
+                              "kafka.: missing librdkafka key after \"kafka.\"");
                 return -1;
         case CONF_SCOPE_GLOBAL:
                 break;
@@ -410,15 +410,17 @@ static int split_key(const char *key, char *buf, char **segs, char *errstr, size
                         }
                         p++;
                         if (*p && *p != '.') {
-                                chorus_seterr(errstr, errstr_size,
-                                       "a quoted key segment must be followed by '.' or '='");
+                                chorus_seterr(
+                                    errstr, errstr_size,
+                                    "a quoted key segment must be followed by '.' or '='");
                                 return -1;
                         }
                 } else {
                         for (; *p && *p != '.'; p++) {
                                 if (*p == '"') {
-                                        chorus_seterr(errstr, errstr_size,
-                                               "a quote may only enclose a whole key segment");
+                                        chorus_seterr(
+                                            errstr, errstr_size,
+                                            "a quote may only enclose a whole key segment");
                                         return -1;
                                 }
                                 *o++ = *p;
@@ -653,8 +655,8 @@ static int parse_names(const conf_prop_t *prop, const char *key, const char *s, 
                 }
                 if (chorus_name_check(start, (size_t)(stop - start)) != CHORUS_OK) {
                         show_n(start, (size_t)(stop - start), shown, sizeof(shown));
-                        chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid name %s", key, shown,
-                               name_rules);
+                        chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid name %s", key,
+                                      shown, name_rules);
                         goto fail;
                 }
                 memcpy(names[n], start, (size_t)(stop - start));
@@ -670,7 +672,7 @@ static int parse_names(const conf_prop_t *prop, const char *key, const char *s, 
                         memcpy(names[u++], names[i], sizeof(*names));
         if ((double)u > prop->max) {
                 chorus_seterr(errstr, errstr_size, "%s: %zu names, at most %.0f allowed", key, u,
-                       prop->max);
+                              prop->max);
                 goto fail;
         }
         v->n = u;
@@ -692,9 +694,9 @@ static int check_topic(const char *key, const char *s, char *errstr, size_t errs
                 return 0;
         show(s, shown, sizeof(shown));
         chorus_seterr(errstr, errstr_size,
-               "%s: \"%s\" is not a valid Kafka topic name (1 to 249 of A-Za-z0-9._-, not "
-               "\".\" or \"..\")",
-               key, shown);
+                      "%s: \"%s\" is not a valid Kafka topic name (1 to 249 of A-Za-z0-9._-, not "
+                      "\".\" or \"..\")",
+                      key, shown);
         return -1;
 }
 
@@ -722,7 +724,8 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                 if (prop->check) {
                         char why[256];
                         if (prop->check(s, why, sizeof(why))) {
-                                chorus_seterr(errstr, errstr_size, "%s: \"%s\" %s", key, shown, why);
+                                chorus_seterr(errstr, errstr_size, "%s: \"%s\" %s", key, shown,
+                                              why);
                                 return -1;
                         }
                 }
@@ -735,25 +738,28 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                 return check_topic(key, s, errstr, errstr_size);
         case CONF_INT:
                 if (parse_int(s, &v->i)) {
-                        chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not an integer", key, shown);
+                        chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not an integer", key,
+                                      shown);
                         return -1;
                 }
                 if (v->i < (int64_t)prop->min || v->i > (int64_t)prop->max) {
-                        chorus_seterr(errstr, errstr_size, "%s: %" PRId64 " is out of range %s", key, v->i,
-                               range);
+                        chorus_seterr(errstr, errstr_size, "%s: %" PRId64 " is out of range %s",
+                                      key, v->i, range);
                         return -1;
                 }
                 return 0;
         case CONF_DURATION:
                 if (parse_duration(s, &v->i)) {
-                        chorus_seterr(errstr, errstr_size,
-                               "%s: \"%s\" is not a duration (an integer with unit ms, s, m, h, "
-                               "d or w; no unit: milliseconds)",
-                               key, shown);
+                        chorus_seterr(
+                            errstr, errstr_size,
+                            "%s: \"%s\" is not a duration (an integer with unit ms, s, m, h, "
+                            "d or w; no unit: milliseconds)",
+                            key, shown);
                         return -1;
                 }
                 if (v->i < (int64_t)prop->min || v->i > (int64_t)prop->max) {
-                        chorus_seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown, range);
+                        chorus_seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown,
+                                      range);
                         return -1;
                 }
                 return 0;
@@ -766,7 +772,8 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                 if (*end || !isfinite(v->d))
                         goto not_number;
                 if (!in_range(prop, v->d)) {
-                        chorus_seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown, range);
+                        chorus_seterr(errstr, errstr_size, "%s: %s is out of range %s", key, shown,
+                                      range);
                         return -1;
                 }
                 return 0;
@@ -779,14 +786,15 @@ static int parse_value(const conf_prop_t *prop, const char *key, const char *s, 
                         if (strcasecmp(s, ev->name))
                                 continue;
                         if (ev->rejected) {
-                                chorus_seterr(errstr, errstr_size, "%s: %s is %s (allowed: %s)", key,
-                                       ev->name, ev->note, range);
+                                chorus_seterr(errstr, errstr_size, "%s: %s is %s (allowed: %s)",
+                                              key, ev->name, ev->note, range);
                                 return -1;
                         }
                         v->ev = ev;
                         return 0;
                 }
-                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not one of %s", key, shown, range);
+                chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not one of %s", key, shown,
+                              range);
                 return -1;
         case CONF_NAMES:
                 return parse_names(prop, key, s, v, errstr, errstr_size);
@@ -1065,7 +1073,7 @@ static chorus_err_t parse_line(chorus_config_t *cfg, char *line, char *errstr, s
         }
         if (!*p) {
                 chorus_seterr(errstr, errstr_size, "%s",
-                       inq ? "unterminated quote in key" : "expected `key = value`");
+                              inq ? "unterminated quote in key" : "expected `key = value`");
                 return CHORUS_ERR_CONFIG;
         }
         kend = p;
@@ -1097,7 +1105,8 @@ static chorus_err_t parse_line(chorus_config_t *cfg, char *line, char *errstr, s
                 for (r++; isspace((unsigned char)*r); r++)
                         ;
                 if (*r && *r != '#') {
-                        chorus_seterr(errstr, errstr_size, "%s: unexpected text after quoted value", key);
+                        chorus_seterr(errstr, errstr_size, "%s: unexpected text after quoted value",
+                                      key);
                         return CHORUS_ERR_CONFIG;
                 }
         } else {
@@ -1169,7 +1178,7 @@ chorus_err_t chorus_config_load_file(chorus_config_t *cfg, const char *path, cha
                         break;
                 if (len > FILE_MAX_BYTES) {
                         chorus_seterr(errstr, errstr_size, "%s: larger than %u bytes", path,
-                               FILE_MAX_BYTES);
+                                      FILE_MAX_BYTES);
                         err = CHORUS_ERR_CONFIG;
                         goto done;
                 }
@@ -1242,13 +1251,13 @@ static int apply_enable(chorus_config_t *cfg, char **envp, char *errstr, size_t 
                 if (parse_bool(eq + 1, &on)) {
                         show_n(*e, (size_t)(eq - *e), shown, sizeof(shown));
                         chorus_seterr(errstr, errstr_size,
-                               "environment variable %s: expected true or false", shown);
+                                      "environment variable %s: expected true or false", shown);
                         goto fail;
                 }
                 if (chorus_name_check(*e + 7, len) != CHORUS_OK) {
                         show_n(*e, (size_t)(eq - *e), shown, sizeof(shown));
                         chorus_seterr(errstr, errstr_size,
-                               "environment variable %s: not a valid model name", shown);
+                                      "environment variable %s: not a valid model name", shown);
                         goto fail;
                 }
                 for (i = 0; i < len; i++)
@@ -1273,8 +1282,9 @@ static int apply_enable(chorus_config_t *cfg, char **envp, char *errstr, size_t 
                 return 0;
         }
         if (n > CHORUS_MAX_MODELS) {
-                chorus_seterr(errstr, errstr_size, "ENABLE_*: %zu models enabled, at most %d allowed", n,
-                       CHORUS_MAX_MODELS);
+                chorus_seterr(errstr, errstr_size,
+                              "ENABLE_*: %zu models enabled, at most %d allowed", n,
+                              CHORUS_MAX_MODELS);
                 goto fail;
         }
         qsort(models, n, sizeof(*models), name_cmp);
@@ -1310,9 +1320,9 @@ static chorus_err_t apply_seed_env(chorus_config_t *cfg, char **envp, char *errs
                         char shown[SHOW_MAX + 8];
                         show(count, shown, sizeof(shown));
                         chorus_seterr(errstr, errstr_size,
-                               "environment variable ENSEMBLE_MODEL_COUNT: \"%s\" does not "
-                               "match the %zu models enabled by ENABLE_*",
-                               shown, cfg->n_models);
+                                      "environment variable ENSEMBLE_MODEL_COUNT: \"%s\" does not "
+                                      "match the %zu models enabled by ENABLE_*",
+                                      shown, cfg->n_models);
                         return CHORUS_ERR_CONFIG;
                 }
         } else if (count && set_env_key(cfg, "ENSEMBLE_MODEL_COUNT", "emit.min_models", count,
@@ -1374,8 +1384,8 @@ static chorus_err_t apply_chorus_var(chorus_config_t *cfg, const char *entry, ch
                         format_key(&ref, first, sizeof(first));
                         format_key(&other, second, sizeof(second));
                         chorus_seterr(errstr, errstr_size,
-                               "environment variable %s: ambiguous, matches %s and %s", shown,
-                               first, second);
+                                      "environment variable %s: ambiguous, matches %s and %s",
+                                      shown, first, second);
                         free(cand);
                         goto done;
                 }
@@ -1395,7 +1405,8 @@ static chorus_err_t apply_chorus_var(chorus_config_t *cfg, const char *entry, ch
                         }
                 }
                 chorus_seterr(errstr, errstr_size,
-                       "environment variable %s: no configuration key matches it%s", shown, sugg);
+                              "environment variable %s: no configuration key matches it%s", shown,
+                              sugg);
                 goto done;
         }
         if (check_placeholder(&ref, errstr, errstr_size) ||
@@ -1472,10 +1483,10 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
 
                 if (sc->type == CHORUS_RECORD__COUNT || !sc->file) {
                         chorus_seterr(errstr, errstr_size,
-                               "schema.%" PRId32 ".%s: missing (schema.%" PRId32
-                               ".%s is set, and both are required)",
-                               sc->id, sc->file ? "record" : "file", sc->id,
-                               sc->file ? "file" : "record");
+                                      "schema.%" PRId32 ".%s: missing (schema.%" PRId32
+                                      ".%s is set, and both are required)",
+                                      sc->id, sc->file ? "record" : "file", sc->id,
+                                      sc->file ? "file" : "record");
                         return CHORUS_ERR_CONFIG;
                 }
                 show(sc->file, shown, sizeof(shown));
@@ -1484,16 +1495,17 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                 fd = open(sc->file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
                 if (fd < 0) {
                         chorus_seterr(errstr, errstr_size,
-                               "schema.%" PRId32 ".file: cannot read \"%s\": %s", sc->id, shown,
-                               strerror(errno));
+                                      "schema.%" PRId32 ".file: cannot read \"%s\": %s", sc->id,
+                                      shown, strerror(errno));
                         return CHORUS_ERR_CONFIG;
                 }
                 bad = fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size == 0;
                 close(fd);
                 if (bad) {
                         chorus_seterr(errstr, errstr_size,
-                               "schema.%" PRId32 ".file: \"%s\" is not a non-empty regular file",
-                               sc->id, shown);
+                                      "schema.%" PRId32
+                                      ".file: \"%s\" is not a non-empty regular file",
+                                      sc->id, shown);
                         return CHORUS_ERR_CONFIG;
                 }
         }
@@ -1506,11 +1518,12 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
                 sc = sorted_find(cfg->schemas, cfg->n_schemas, sizeof(*sc), &t->schema_id,
                                  cmp_schema);
                 if (sc && sc->type != t->type) {
-                        chorus_seterr(errstr, errstr_size,
-                               "%s.schema_id: %" PRId32 " is registered as %s by schema.%" PRId32
-                               ".record, but the topic carries %s",
-                               topic_key(r, tk, sizeof(tk)), t->schema_id,
-                               record_value_name(sc->type), sc->id, record_value_name(t->type));
+                        chorus_seterr(
+                            errstr, errstr_size,
+                            "%s.schema_id: %" PRId32 " is registered as %s by schema.%" PRId32
+                            ".record, but the topic carries %s",
+                            topic_key(r, tk, sizeof(tk)), t->schema_id, record_value_name(sc->type),
+                            sc->id, record_value_name(t->type));
                         return CHORUS_ERR_CONFIG;
                 }
         }
@@ -1530,8 +1543,8 @@ static chorus_err_t check_kafka(const chorus_config_t *cfg, char *errstr, size_t
                 if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why,
                                       sizeof(why)) != RD_KAFKA_CONF_OK) {
                         show(cfg->kafka[i].key, shown, sizeof(shown));
-                        chorus_seterr(errstr, errstr_size, "kafka.%s: rejected by librdkafka: %s", shown,
-                               why);
+                        chorus_seterr(errstr, errstr_size, "kafka.%s: rejected by librdkafka: %s",
+                                      shown, why);
                         err = CHORUS_ERR_CONFIG;
                         break;
                 }
@@ -1546,9 +1559,9 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
 
         if (cfg->retention_days < cfg->window_days) {
                 chorus_seterr(errstr, errstr_size,
-                       "state.retention_days: %d is less than window.days (%d); state must "
-                       "outlive the scoring window",
-                       cfg->retention_days, cfg->window_days);
+                              "state.retention_days: %d is less than window.days (%d); state must "
+                              "outlive the scoring window",
+                              cfg->retention_days, cfg->window_days);
                 return CHORUS_ERR_CONFIG;
         }
         for (size_t i = 0; i < cfg->n_horizon_confs; i++) {
@@ -1560,14 +1573,15 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                         format_key(&ref, key, sizeof(key));
                         show(h->name, shown, sizeof(shown));
                         chorus_seterr(errstr, errstr_size,
-                               "%s: horizon \"%s\" is not in the `horizons` list", key, shown);
+                                      "%s: horizon \"%s\" is not in the `horizons` list", key,
+                                      shown);
                         return CHORUS_ERR_CONFIG;
                 }
         }
         if (cfg->emit_mode == CHORUS_EMIT_COMPLETE && !have_list) {
                 chorus_seterr(errstr, errstr_size,
-                       "emit.mode: complete requires a configured model list (`models` or "
-                       "`horizon.<horizon>.models`)");
+                              "emit.mode: complete requires a configured model list (`models` or "
+                              "`horizon.<horizon>.models`)");
                 return CHORUS_ERR_CONFIG;
         }
         for (size_t i = 0; i < cfg->n_series_confs; i++) {
@@ -1576,8 +1590,9 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                         keyref_t ref = {prop_by_name("series.<series>.max"), s->name, 0};
                         char key[SHOW_MAX * 2 + 64];
                         format_key(&ref, key, sizeof(key));
-                        chorus_seterr(errstr, errstr_size, "%s: %g must be greater than the min, %g", key,
-                               s->max, s->min);
+                        chorus_seterr(errstr, errstr_size,
+                                      "%s: %g must be greater than the min, %g", key, s->max,
+                                      s->min);
                         return CHORUS_ERR_CONFIG;
                 }
         }
@@ -1587,8 +1602,8 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                 for (int q = 0; q < r; q++)
                         if (!strcmp(cfg->topics[r].name, cfg->topics[q].name)) {
                                 chorus_seterr(errstr, errstr_size, "%s: \"%s\" is also %s",
-                                       topic_key(r, a, sizeof(a)), cfg->topics[r].name,
-                                       topic_key(q, b, sizeof(b)));
+                                              topic_key(r, a, sizeof(a)), cfg->topics[r].name,
+                                              topic_key(q, b, sizeof(b)));
                                 return CHORUS_ERR_CONFIG;
                         }
         if (check_schemas(cfg, errstr, errstr_size))

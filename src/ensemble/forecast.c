@@ -50,8 +50,8 @@ chorus_err_t chorus_forecast_build(const chorus_config_t *cfg, const chorus_grou
         /* models_expected: the configured list, else the window's publishers. */
         configured = chorus_config_expected_models(cfg, g->horizon, &n_configured);
         if (n_configured) {
-                out->n_expected = n_configured < CHORUS_MAX_MODELS ? n_configured
-                                                                   : CHORUS_MAX_MODELS;
+                out->n_expected =
+                    n_configured < CHORUS_MAX_MODELS ? n_configured : CHORUS_MAX_MODELS;
                 for (size_t i = 0; i < out->n_expected; i++)
                         copy_name(out->expected[i], configured[i]);
         } else {

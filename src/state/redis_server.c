@@ -75,9 +75,9 @@ static int start_once(chorus_redis_server_t *srv, const char *bin, char *errstr,
                         dup2(devnull, STDIN_FILENO);
                         dup2(devnull, STDOUT_FILENO);
                 }
-                execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--dir", srv->dir,
-                       "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-                       "--loglevel", "warning", (char *)NULL);
+                execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--dir", srv->dir, "--save",
+                       "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--loglevel",
+                       "warning", (char *)NULL);
                 fprintf(stderr, "chorus: cannot run %s: %s\n", bin, strerror(errno));
                 _exit(127);
         }

@@ -208,8 +208,8 @@ static void base_key(const chorus_state_t *st, char *buf, size_t size, const cha
 void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const char *topic,
                              int32_t partition, int64_t offset, int64_t bucket) {
         char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32];
-        const char *argv[] = {"FCALL", "chorus_actual", "1", base, wm, off, b, obs, val,
-                              st->retention_ms, st->window_ms};
+        const char *argv[] = {"FCALL", "chorus_actual",  "1",          base, wm, off, b, obs,
+                              val,     st->retention_ms, st->window_ms};
 
         base_key(st, base, sizeof(base), a->series);
         snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
@@ -226,9 +226,23 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
         char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], iss[24], val[32];
         char lo[32] = "", hi[32] = "";
         char record[CHORUS_TEXT_MAX + 160];
-        const char *argv[] = {"FCALL", "chorus_prediction", "1", base, wm, off, st->batch_id,
-                              force ? "1" : "0", p->horizon, p->model_id, b, iss, val, record,
-                              st->window_ms, st->retention_ms, want_expected ? "1" : "0"};
+        const char *argv[] = {"FCALL",
+                              "chorus_prediction",
+                              "1",
+                              base,
+                              wm,
+                              off,
+                              st->batch_id,
+                              force ? "1" : "0",
+                              p->horizon,
+                              p->model_id,
+                              b,
+                              iss,
+                              val,
+                              record,
+                              st->window_ms,
+                              st->retention_ms,
+                              want_expected ? "1" : "0"};
 
         base_key(st, base, sizeof(base), p->series);
         snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
@@ -302,9 +316,9 @@ chorus_apply_status_t chorus_state_reply_status(const redisReply *r) {
                 const char *name;
                 chorus_apply_status_t status;
         } names[] = {
-            {"applied", CHORUS_APPLY_APPLIED},   {"duplicate", CHORUS_APPLY_DUPLICATE},
-            {"stale", CHORUS_APPLY_STALE},       {"replayed", CHORUS_APPLY_REPLAYED},
-            {"hold", CHORUS_APPLY_HOLD},         {"reemit", CHORUS_APPLY_REEMIT},
+            {"applied", CHORUS_APPLY_APPLIED}, {"duplicate", CHORUS_APPLY_DUPLICATE},
+            {"stale", CHORUS_APPLY_STALE},     {"replayed", CHORUS_APPLY_REPLAYED},
+            {"hold", CHORUS_APPLY_HOLD},       {"reemit", CHORUS_APPLY_REEMIT},
         };
 
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
@@ -508,8 +522,8 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
 chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,
                                       const char *model, int64_t asof, chorus_model_stats_t *out) {
         char base[CHORUS_NAME_MAX + 64], at[24], errstr[256];
-        const char *argv[] = {"FCALL", "chorus_model_stats", "1", base, horizon, model, at,
-                              st->window_ms};
+        const char *argv[] = {"FCALL", "chorus_model_stats", "1", base, horizon, model,
+                              at,      st->window_ms};
         chorus_score_agg_t agg;
         redisReply *r;
         chorus_err_t err = CHORUS_OK;

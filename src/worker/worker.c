@@ -95,9 +95,9 @@ struct chorus_worker_s {
         chorus_state_t *state;
         int transactional;
 
-        VEC(entry_t, fresh);    /* consumed for the next batch */
-        VEC(entry_t, held);     /* held or retried, carried to the next batch */
-        VEC(entry_t, entries);  /* the batch: held first, then fresh */
+        VEC(entry_t, fresh);   /* consumed for the next batch */
+        VEC(entry_t, held);    /* held or retried, carried to the next batch */
+        VEC(entry_t, entries); /* the batch: held first, then fresh */
         VEC(dead_letter_t, dlq);
         VEC(release_t, releases);       /* sent with the next round trip */
         VEC(release_t, batch_releases); /* of the batch in flight */
@@ -126,7 +126,8 @@ static int64_t now_ms(void) {
 }
 
 #define VEC_PUSH(w, name)                                                                          \
-        ((w)->name = chorus_grow((w)->name, &(w)->name##_cap, (w)->n_##name + 1, sizeof(*(w)->name)),    \
+        ((w)->name =                                                                               \
+             chorus_grow((w)->name, &(w)->name##_cap, (w)->n_##name + 1, sizeof(*(w)->name)),      \
          &(w)->name[(w)->n_##name++])
 
 static int same_partition(const char *topic_a, int32_t part_a, const char *topic_b,
@@ -255,17 +256,31 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
         char txn_id[256], host[64] = "localhost";
         /* Eager assignment: librdkafka 2.0.2's cooperative-sticky assignor
          * aborts when closed before its first assignment (PLATFORM.md). */
-        static const char *const consumer_defaults[] = {
-            "group.id", "chorus", "enable.auto.commit", "false", "enable.auto.offset.store",
-            "false", "auto.offset.reset", "earliest", "isolation.level", "read_committed",
-            "partition.assignment.strategy", "range,roundrobin", NULL};
+        static const char *const consumer_defaults[] = {"group.id",
+                                                        "chorus",
+                                                        "enable.auto.commit",
+                                                        "false",
+                                                        "enable.auto.offset.store",
+                                                        "false",
+                                                        "auto.offset.reset",
+                                                        "earliest",
+                                                        "isolation.level",
+                                                        "read_committed",
+                                                        "partition.assignment.strategy",
+                                                        "range,roundrobin",
+                                                        NULL};
         /* A transaction must be able to time out before its messages do. */
-        const char *const producer_defaults[] = {
-            "enable.idempotence", "true", "linger.ms", "5",
-            "message.timeout.ms", w->transactional ? "20000" : "300000",
-            "transaction.timeout.ms", w->transactional ? "20000" : NULL,
-            "transactional.id", w->transactional ? txn_id : NULL,
-            NULL};
+        const char *const producer_defaults[] = {"enable.idempotence",
+                                                 "true",
+                                                 "linger.ms",
+                                                 "5",
+                                                 "message.timeout.ms",
+                                                 w->transactional ? "20000" : "300000",
+                                                 "transaction.timeout.ms",
+                                                 w->transactional ? "20000" : NULL,
+                                                 "transactional.id",
+                                                 w->transactional ? txn_id : NULL,
+                                                 NULL};
         rd_kafka_topic_partition_list_t *topics;
         rd_kafka_error_t *error;
         rd_kafka_conf_t *conf;
@@ -275,8 +290,8 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
          * init_transactions abort what its predecessor left open; KIP-447
          * group metadata fences zombies across ids. */
         gethostname(host, sizeof(host) - 1);
-        snprintf(txn_id, sizeof(txn_id), "%s-%s-%d",
-                 kafka_setting(w->cfg, "group.id", "chorus"), host, (int)getpid());
+        snprintf(txn_id, sizeof(txn_id), "%s-%s-%d", kafka_setting(w->cfg, "group.id", "chorus"),
+                 host, (int)getpid());
 
         if (!(conf = make_conf(w, consumer_defaults, errstr, errstr_size)))
                 return CHORUS_ERR_CONFIG;
@@ -295,7 +310,8 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
                 return CHORUS_ERR_KAFKA;
         }
         if (w->transactional && (error = rd_kafka_init_transactions(w->producer, 60000))) {
-                snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(error));
+                snprintf(errstr, errstr_size, "init_transactions: %s",
+                         rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
                 return CHORUS_ERR_KAFKA;
         }
@@ -344,8 +360,8 @@ static chorus_err_t setup_codec(chorus_worker_t *w, char *errstr, size_t errstr_
                         err = chorus_codec_register(w->codec, s->id, s->type, json, errstr,
                                                     errstr_size);
                 } else {
-                        snprintf(errstr, errstr_size, "schema.%d.file: cannot read %s",
-                                 (int)s->id, s->file);
+                        snprintf(errstr, errstr_size, "schema.%d.file: cannot read %s", (int)s->id,
+                                 s->file);
                         err = CHORUS_ERR_CONFIG;
                 }
                 free(json);
@@ -428,17 +444,16 @@ const chorus_worker_stats_t *chorus_worker_stats(const chorus_worker_t *w) {
 /* ------------------------------------------------------------------ */
 
 /* Produces with back-pressure: a full local queue is drained, not dropped. */
-static chorus_err_t produce(chorus_worker_t *w, const char *topic, const void *key,
-                            size_t key_len, const void *value, size_t value_len,
-                            rd_kafka_headers_t *headers) {
+static chorus_err_t produce(chorus_worker_t *w, const char *topic, const void *key, size_t key_len,
+                            const void *value, size_t value_len, rd_kafka_headers_t *headers) {
         rd_kafka_resp_err_t err;
 
         for (;;) {
-                err = rd_kafka_producev(
-                    w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-                    RD_KAFKA_V_VALUE((void *)value, value_len),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
-                    RD_KAFKA_V_END);
+                err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(topic),
+                                        RD_KAFKA_V_KEY(key, key_len),
+                                        RD_KAFKA_V_VALUE((void *)value, value_len),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(w->producer, 100);
@@ -579,16 +594,18 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         }
         if (err) {
                 w->n_fresh--;
-                queue_dead_letter(w, topic, m->partition, m->offset, m->key, m->key_len,
-                                  m->payload, m->len, err, errstr);
+                queue_dead_letter(w, topic, m->partition, m->offset, m->key, m->key_len, m->payload,
+                                  m->len, err, errstr);
                 return;
         }
         if (role == CHORUS_TOPIC_PREDICTIONS)
-                e->bucket = chorus_bucket_of(e->rec.prediction.target_time,
-                                             chorus_config_resolution_ms(cfg, e->rec.prediction.series));
+                e->bucket =
+                    chorus_bucket_of(e->rec.prediction.target_time,
+                                     chorus_config_resolution_ms(cfg, e->rec.prediction.series));
         else
-                e->bucket = chorus_bucket_of(e->rec.actual.observed_at,
-                                             chorus_config_resolution_ms(cfg, e->rec.actual.series));
+                e->bucket =
+                    chorus_bucket_of(e->rec.actual.observed_at,
+                                     chorus_config_resolution_ms(cfg, e->rec.actual.series));
         e->has_key = m->key != NULL;
         e->has_value = m->payload != NULL;
         e->key_len = m->key ? m->key_len : 0;
@@ -617,9 +634,9 @@ static void queue_state_calls(chorus_worker_t *w) {
                 entry_t *e = &w->entries[i];
                 if (e->role == CHORUS_TOPIC_PREDICTIONS) {
                         size_t n_configured;
-                        int force = e->attempts > 0 ||
-                                    (e->held_since_ms &&
-                                     now - e->held_since_ms >= w->cfg->join_max_wait_ms);
+                        int force =
+                            e->attempts > 0 || (e->held_since_ms &&
+                                                now - e->held_since_ms >= w->cfg->join_max_wait_ms);
                         chorus_config_expected_models(w->cfg, e->rec.prediction.horizon,
                                                       &n_configured);
                         chorus_state_add_prediction(w->state, &e->rec.prediction, e->topic,
@@ -634,9 +651,16 @@ static void queue_state_calls(chorus_worker_t *w) {
 
 /* An error reply about the server rather than the record: retry the batch. */
 static int is_server_error(const redisReply *r) {
-        static const char *const prefixes[] = {"ERR Function not found", "NOSCRIPT", "LOADING",
-                                               "BUSY", "OOM", "MASTERDOWN", "READONLY",
-                                               "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS"};
+        static const char *const prefixes[] = {"ERR Function not found",
+                                               "NOSCRIPT",
+                                               "LOADING",
+                                               "BUSY",
+                                               "OOM",
+                                               "MASTERDOWN",
+                                               "READONLY",
+                                               "CLUSTERDOWN",
+                                               "TRYAGAIN",
+                                               "NOREPLICAS"};
         if (!r || r->type != REDIS_REPLY_ERROR)
                 return 0;
         for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
@@ -656,8 +680,8 @@ static chorus_err_t exec_state_calls(chorus_worker_t *w, volatile sig_atomic_t *
                 w->stats.redis_round_trips++;
                 if (!chorus_state_batch_exec(w->state, errstr, sizeof(errstr))) {
                         size_t i, n = chorus_state_batch_size(w->state);
-                        for (i = 0; i < n && !is_server_error(chorus_state_batch_reply(w->state, i));
-                             i++)
+                        for (i = 0;
+                             i < n && !is_server_error(chorus_state_batch_reply(w->state, i)); i++)
                                 ;
                         if (i == n)
                                 break;
@@ -782,9 +806,8 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                         carry(w, e);
                         break;
                 case CHORUS_APPLY_ERROR:
-                        processing_failed(w, e,
-                                          r && r->type == REDIS_REPLY_ERROR ? r->str
-                                                                            : "unexpected reply");
+                        processing_failed(
+                            w, e, r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
                         break;
                 }
         }
@@ -903,7 +926,9 @@ static int txn_error_action(rd_kafka_error_t *error, const char *what) {
                                                                 : 0;
         chorus_log(action < 0 ? CHORUS_LOG_ERROR : CHORUS_LOG_WARN, "txn",
                    "msg=\"%s failed\" action=%s err=\"%s\"", what,
-                   action < 0 ? "exit" : action ? "retry" : "abort",
+                   action < 0 ? "exit"
+                   : action   ? "retry"
+                              : "abort",
                    rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         return action;
@@ -928,8 +953,8 @@ static chorus_err_t commit_transaction(chorus_worker_t *w) {
 
         if (list) {
                 cgmd = rd_kafka_consumer_group_metadata(w->consumer);
-                error = rd_kafka_send_offsets_to_transaction(w->producer, list, cgmd,
-                                                             TXN_TIMEOUT_MS);
+                error =
+                    rd_kafka_send_offsets_to_transaction(w->producer, list, cgmd, TXN_TIMEOUT_MS);
                 rd_kafka_consumer_group_metadata_destroy(cgmd);
         }
         while (!error && (error = rd_kafka_commit_transaction(w->producer, TXN_TIMEOUT_MS)) &&
@@ -966,7 +991,7 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
 
         /* Held records first, in their order, then the fresh ones. */
         w->entries = chorus_grow(w->entries, &w->entries_cap, w->n_held + w->n_fresh + 1,
-                          sizeof(*w->entries));
+                                 sizeof(*w->entries));
         if (w->n_held) /* memcpy from NULL is undefined even for 0 bytes */
                 memcpy(w->entries, w->held, w->n_held * sizeof(*w->held));
         if (w->n_fresh)
@@ -1060,8 +1085,8 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                         w->n_releases = 0;
         }
         chorus_log_info("worker",
-                        "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64
-                        " forecasts=%" PRIu64 " err=%s",
+                        "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64 " forecasts=%" PRIu64
+                        " err=%s",
                         w->stats.batches, w->stats.applied,
                         w->stats.records_out[CHORUS_TOPIC_FORECASTS], chorus_err2code(err));
         return err;

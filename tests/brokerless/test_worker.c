@@ -26,7 +26,7 @@
 #include "chorus/worker.h"
 
 #define DAY INT64_C(86400000)
-#define T0 INT64_C(1704067200000)
+#define T0  INT64_C(1704067200000)
 
 static chorus_redis_server_t redis;
 static rd_kafka_t *producer;
@@ -136,14 +136,16 @@ static chorus_config_t *make_config(const char *prefix, const char *group, const
         const char *roles[4] = {"predictions", "actuals", "forecasts", "dlq"};
 
         snprintf(port, sizeof(port), "%d", redis.port);
-        cr_assert_eq(chorus_config_set(cfg, "kafka.bootstrap.servers", bootstrap, errstr,
-                                       sizeof(errstr)), CHORUS_OK, "%s", errstr);
+        cr_assert_eq(
+            chorus_config_set(cfg, "kafka.bootstrap.servers", bootstrap, errstr, sizeof(errstr)),
+            CHORUS_OK, "%s", errstr);
         cr_assert_eq(chorus_config_set(cfg, "kafka.group.id", group, errstr, sizeof(errstr)),
                      CHORUS_OK, "%s", errstr);
-        cr_assert_eq(chorus_config_set(cfg, "kafka.session.timeout.ms", "6000", errstr,
-                                       sizeof(errstr)), CHORUS_OK, "%s", errstr);
-        cr_assert_eq(chorus_config_set(cfg, "redis.port", port, errstr, sizeof(errstr)),
-                     CHORUS_OK, "%s", errstr);
+        cr_assert_eq(
+            chorus_config_set(cfg, "kafka.session.timeout.ms", "6000", errstr, sizeof(errstr)),
+            CHORUS_OK, "%s", errstr);
+        cr_assert_eq(chorus_config_set(cfg, "redis.port", port, errstr, sizeof(errstr)), CHORUS_OK,
+                     "%s", errstr);
         cr_assert_eq(chorus_config_set(cfg, "redis.key_prefix", prefix, errstr, sizeof(errstr)),
                      CHORUS_OK, "%s", errstr);
         cr_assert_eq(chorus_config_set(cfg, "join.max_wait_ms", "300", errstr, sizeof(errstr)),
@@ -151,8 +153,7 @@ static chorus_config_t *make_config(const char *prefix, const char *group, const
         for (int i = 0; i < 4; i++) {
                 char key[64];
                 snprintf(key, sizeof(key), "topic.%s", roles[i]);
-                snprintf(topic[i], sizeof(topic[i]), "%s.%s", roles[i],
-                         i < 2 ? "in" : suffix);
+                snprintf(topic[i], sizeof(topic[i]), "%s.%s", roles[i], i < 2 ? "in" : suffix);
                 cr_assert_eq(chorus_config_set(cfg, key, topic[i], errstr, sizeof(errstr)),
                              CHORUS_OK, "%s", errstr);
         }
