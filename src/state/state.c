@@ -22,6 +22,7 @@
 #include "chorus/embedded.h"
 #include "chorus/log.h"
 #include "chorus/state.h"
+#include "chorus/util.h"
 
 struct chorus_state_s {
         const chorus_config_t *cfg;
@@ -48,24 +49,6 @@ int64_t chorus_bucket_of(int64_t t, int64_t resolution_ms) {
 
 void chorus_format_double(char *buf, size_t size, double v) {
         snprintf(buf, size, "%.17g", v);
-}
-
-static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
-        size_t ncap;
-        void *np;
-
-        if (need <= *cap)
-                return p;
-        ncap = *cap ? *cap : 16;
-        while (ncap < need)
-                ncap *= 2;
-        np = realloc(p, ncap * elem);
-        if (!np) {
-                fprintf(stderr, "chorus: out of memory\n");
-                abort();
-        }
-        *cap = ncap;
-        return np;
 }
 
 static void free_replies(chorus_state_t *st) {
@@ -194,7 +177,7 @@ static void append_command(chorus_state_t *st, int argc, const char **argv) {
                 fprintf(stderr, "chorus: out of memory formatting a Redis command\n");
                 abort();
         }
-        st->cmds = grow(st->cmds, &st->cmds_cap, st->cmds_len + (size_t)len, 1);
+        st->cmds = chorus_grow(st->cmds, &st->cmds_cap, st->cmds_len + (size_t)len, 1);
         memcpy(st->cmds + st->cmds_len, cmd, (size_t)len);
         st->cmds_len += (size_t)len;
         st->n_cmds++;
@@ -286,7 +269,7 @@ chorus_err_t chorus_state_batch_exec(chorus_state_t *st, char *errstr, size_t er
         }
         if (redisAppendFormattedCommand(st->ctx, st->cmds, st->cmds_len) != REDIS_OK)
                 goto io_error;
-        st->replies = grow(st->replies, &st->replies_cap, st->n_cmds, sizeof(*st->replies));
+        st->replies = chorus_grow(st->replies, &st->replies_cap, st->n_cmds, sizeof(*st->replies));
         for (size_t i = 0; i < st->n_cmds; i++) {
                 void *reply = NULL;
                 if (redisGetReply(st->ctx, &reply) != REDIS_OK || !reply)
@@ -443,7 +426,7 @@ int chorus_state_parse_actual_agg(const redisReply *r, chorus_group_scratch_t *s
         out->diff_css = css_of(out->n_diff, c1, k1, c2, k2);
 
         s->spacings =
-            grow(s->spacings, &s->spacings_cap, h->elements / 2 + 1, sizeof(*s->spacings));
+            chorus_grow(s->spacings, &s->spacings_cap, h->elements / 2 + 1, sizeof(*s->spacings));
         for (size_t j = 0; j < h->elements / 2; j++) {
                 chorus_spacing_count_t *sc = &s->spacings[j];
 
@@ -487,7 +470,7 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
                 return CHORUS_ERR_STATE;
 
         n_models = models->elements / 3;
-        s->models = grow(s->models, &s->models_cap, n_models, sizeof(*s->models));
+        s->models = chorus_grow(s->models, &s->models_cap, n_models, sizeof(*s->models));
         for (size_t i = 0; i < n_models; i++) {
                 chorus_group_model_t *m = &s->models[i];
 
@@ -506,7 +489,7 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         if (chorus_state_parse_actual_agg(r->element[5], s, &view->actuals))
                 return CHORUS_ERR_STATE;
 
-        s->publishers = grow(s->publishers, &s->publishers_cap, publishers->elements + 1,
+        s->publishers = chorus_grow(s->publishers, &s->publishers_cap, publishers->elements + 1,
                              sizeof(*s->publishers));
         for (size_t j = 0; j < publishers->elements; j++) {
                 if (publishers->element[j]->type != REDIS_REPLY_STRING)
