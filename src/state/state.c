@@ -490,7 +490,7 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
                 return CHORUS_ERR_STATE;
 
         s->publishers = chorus_grow(s->publishers, &s->publishers_cap, publishers->elements + 1,
-                             sizeof(*s->publishers));
+                                    sizeof(*s->publishers));
         for (size_t j = 0; j < publishers->elements; j++) {
                 if (publishers->element[j]->type != REDIS_REPLY_STRING)
                         return CHORUS_ERR_STATE;
