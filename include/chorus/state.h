@@ -57,6 +57,16 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
 void chorus_state_add_release(chorus_state_t *st, const char *series, const char *topic,
                               int32_t partition, int64_t offset);
 
+/** @brief Queue chorus_dead_letter_seen: was the dead letter of @p topic/
+ *         @p partition/@p offset committed already? Reply "seen" or "new". */
+void chorus_state_add_dead_letter_seen(chorus_state_t *st, const char *topic, int32_t partition,
+                                       int64_t offset);
+
+/** @brief Queue chorus_dead_letter_done: the dead letter of @p offset is
+ *         committed; offsets below @p committed are forgotten. */
+void chorus_state_add_dead_letter_done(chorus_state_t *st, const char *topic, int32_t partition,
+                                       int64_t committed, int64_t offset);
+
 /** @returns the number of commands queued in the current batch. */
 size_t chorus_state_batch_size(const chorus_state_t *st);
 

@@ -1143,6 +1143,30 @@ local function prediction(keys, args)
 end
 
 --
+-- Dead letters have no business key to upsert, so a record re-read after its
+-- dead letter committed (a rebalance re-reads from a held prediction's
+-- offset) must be recognised here. KEYS[1] is "<prefix>:dlq:{<topic>|<partition>}",
+-- a set of offsets whose dead letters are committed.
+--
+-- chorus_dead_letter_seen KEYS[1]  ARGV: offset  -> 'seen' or 'new'
+local function dead_letter_seen(keys, args)
+    if redis.call('ZSCORE', keys[1], args[1]) then
+        return 'seen'
+    end
+    return 'new'
+end
+
+-- chorus_dead_letter_done KEYS[1]  ARGV: committed_offset, offset...
+-- Records committed dead letters. Offsets below the partition's committed
+-- offset are never read again, so they are dropped.
+local function dead_letter_done(keys, args)
+    for i = 2, #args do
+        redis.call('ZADD', keys[1], args[i], args[i])
+    end
+    return redis.call('ZREMRANGEBYSCORE', keys[1], '-inf', '(' .. args[1])
+end
+
+--
 -- chorus_release KEYS[1]=base  ARGV: wm_field, offset
 -- Drops the snapshots of records up to `offset` of that input partition:
 -- their outputs are committed, so they will not be processed again.
@@ -1298,6 +1322,9 @@ end
 redis.register_function('chorus_actual', actual)
 redis.register_function('chorus_prediction', prediction)
 redis.register_function('chorus_release', release)
+redis.register_function{function_name = 'chorus_dead_letter_seen', callback = dead_letter_seen,
+                        flags = {'no-writes'}}
+redis.register_function('chorus_dead_letter_done', dead_letter_done)
 redis.register_function{function_name = 'chorus_model_stats', callback = model_stats,
                         flags = {'no-writes'}}
 redis.register_function{function_name = 'chorus_window_stats', callback = window_stats,

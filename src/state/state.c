@@ -258,6 +258,32 @@ void chorus_state_add_release(chorus_state_t *st, const char *series, const char
         append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
+static void dead_letter_key(const chorus_state_t *st, char *buf, size_t size, const char *topic,
+                            int32_t partition) {
+        snprintf(buf, size, "%s:dlq:{%s|%d}", st->cfg->redis_prefix, topic, (int)partition);
+}
+
+void chorus_state_add_dead_letter_seen(chorus_state_t *st, const char *topic, int32_t partition,
+                                       int64_t offset) {
+        char key[400], off[24];
+        const char *argv[] = {"FCALL", "chorus_dead_letter_seen", "1", key, off};
+
+        dead_letter_key(st, key, sizeof(key), topic, partition);
+        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
+void chorus_state_add_dead_letter_done(chorus_state_t *st, const char *topic, int32_t partition,
+                                       int64_t committed, int64_t offset) {
+        char key[400], com[24], off[24];
+        const char *argv[] = {"FCALL", "chorus_dead_letter_done", "1", key, com, off};
+
+        dead_letter_key(st, key, sizeof(key), topic, partition);
+        snprintf(com, sizeof(com), "%lld", (long long)committed);
+        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
 chorus_err_t chorus_state_batch_exec(chorus_state_t *st, char *errstr, size_t errstr_size) {
         free_replies(st);
         if (st->n_cmds == 0)

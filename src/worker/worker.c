@@ -49,6 +49,8 @@ typedef struct entry {
         unsigned char *raw;    /* key bytes, then value bytes */
         size_t key_len, value_len;
         int has_key, has_value;
+        chorus_err_t dead; /* an input error: this record is a dead letter */
+        char dead_msg[256];
         union {
                 chorus_prediction_t prediction;
                 chorus_actual_t actual;
@@ -75,6 +77,15 @@ typedef struct release {
         int64_t offset;
 } release_t;
 
+/* A dead letter whose transaction committed, to record in Redis with the
+ * next round trip so that a re-read of its offset is recognised. */
+typedef struct dlq_done {
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        int64_t committed; /* the partition's committed offset after it */
+} dlq_done_t;
+
 /* Consume position of one assigned partition. */
 typedef struct position {
         const char *topic;
@@ -99,10 +110,12 @@ struct chorus_worker_s {
         VEC(entry_t, held);    /* held or retried, carried to the next batch */
         VEC(entry_t, entries); /* the batch: held first, then fresh */
         VEC(dead_letter_t, dlq);
-        VEC(release_t, releases);       /* sent with the next round trip */
-        VEC(release_t, batch_releases); /* of the batch in flight */
+        VEC(release_t, releases);        /* sent with the next round trip */
+        VEC(release_t, batch_releases);  /* of the batch in flight */
+        VEC(dlq_done_t, dlq_done);       /* sent with the next round trip */
+        VEC(dlq_done_t, batch_dlq_done); /* of the batch in flight */
         VEC(position_t, positions);
-        size_t n_release_cmds; /* release commands at the head of the pipeline */
+        size_t n_release_cmds; /* bookkeeping commands at the head of the pipeline */
 
         chorus_group_scratch_t scratch;
         chorus_forecast_t forecast;
@@ -196,10 +209,22 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static void forget_partitions(chorus_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
         for (int i = 0; i < parts->cnt; i++) {
                 const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-                size_t kept = 0;
+                size_t kept;
 
                 w->n_held = drop_entries(w->held, w->n_held, tp->topic, tp->partition);
                 w->n_fresh = drop_entries(w->fresh, w->n_fresh, tp->topic, tp->partition);
+                /* Their dead letters too: the new owner produces them again,
+                 * with the offsets, in its own transaction. */
+                kept = 0;
+                for (size_t j = 0; j < w->n_dlq; j++) {
+                        if (same_partition(w->dlq[j].topic, w->dlq[j].partition, tp->topic,
+                                           tp->partition))
+                                free(w->dlq[j].raw);
+                        else
+                                w->dlq[kept++] = w->dlq[j];
+                }
+                w->n_dlq = kept;
+                kept = 0;
                 for (size_t j = 0; j < w->n_positions; j++)
                         if (!same_partition(w->positions[j].topic, w->positions[j].partition,
                                             tp->topic, tp->partition))
@@ -431,6 +456,8 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         free(w->dlq);
         free(w->releases);
         free(w->batch_releases);
+        free(w->dlq_done);
+        free(w->batch_dlq_done);
         free(w->positions);
         free(w);
 }
@@ -491,6 +518,7 @@ static void queue_dead_letter(chorus_worker_t *w, const char *topic, int32_t par
                 memcpy(d->raw, key, d->key_len);
         if (d->value_len)
                 memcpy(d->raw + d->key_len, value, d->value_len);
+        *VEC_PUSH(w, batch_dlq_done) = (dlq_done_t){topic, partition, offset, 0};
         chorus_log_warn("worker",
                         "msg=\"dead letter\" reason=%s topic=%s partition=%d offset=%" PRId64
                         " detail=\"%s\"",
@@ -593,12 +621,11 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
                 err = CHORUS_ERR_UNKNOWN_HORIZON;
         }
         if (err) {
-                w->n_fresh--;
-                queue_dead_letter(w, topic, m->partition, m->offset, m->key, m->key_len, m->payload,
-                                  m->len, err, errstr);
-                return;
-        }
-        if (role == CHORUS_TOPIC_PREDICTIONS)
+                /* Dead-lettered in its batch, unless Redis says its dead
+                 * letter is committed already (a re-read). */
+                e->dead = err;
+                snprintf(e->dead_msg, sizeof(e->dead_msg), "%s", errstr);
+        } else if (role == CHORUS_TOPIC_PREDICTIONS)
                 e->bucket =
                     chorus_bucket_of(e->rec.prediction.target_time,
                                      chorus_config_resolution_ms(cfg, e->rec.prediction.series));
@@ -629,10 +656,17 @@ static void queue_state_calls(chorus_worker_t *w) {
         for (size_t i = 0; i < w->n_releases; i++)
                 chorus_state_add_release(w->state, w->releases[i].series, w->releases[i].topic,
                                          w->releases[i].partition, w->releases[i].offset);
-        w->n_release_cmds = w->n_releases;
+        for (size_t i = 0; i < w->n_dlq_done; i++)
+                chorus_state_add_dead_letter_done(w->state, w->dlq_done[i].topic,
+                                                  w->dlq_done[i].partition,
+                                                  w->dlq_done[i].committed, w->dlq_done[i].offset);
+        w->n_release_cmds = w->n_releases + w->n_dlq_done;
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
-                if (e->role == CHORUS_TOPIC_PREDICTIONS) {
+                if (e->dead) {
+                        chorus_state_add_dead_letter_seen(w->state, e->topic, e->partition,
+                                                          e->offset);
+                } else if (e->role == CHORUS_TOPIC_PREDICTIONS) {
                         size_t n_configured;
                         int force =
                             e->attempts > 0 || (e->held_since_ms &&
@@ -764,6 +798,20 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                         free(e->raw);
                         continue;
                 }
+                if (e->dead) {
+                        /* "seen": committed before this re-read. Anything else,
+                         * an error included, dead-letters it: a duplicate
+                         * dead letter is better than a lost one. */
+                        if (r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "seen"))
+                                w->stats.replayed++;
+                        else
+                                queue_dead_letter(w, e->topic, e->partition, e->offset,
+                                                  e->has_key ? e->raw : NULL, e->key_len,
+                                                  e->has_value ? e->raw + e->key_len : NULL,
+                                                  e->value_len, e->dead, e->dead_msg);
+                        free(e->raw);
+                        continue;
+                }
                 switch (status) {
                 case CHORUS_APPLY_APPLIED:
                 case CHORUS_APPLY_REEMIT:
@@ -844,10 +892,17 @@ static void offsets_committed(chorus_worker_t *w, const rd_kafka_topic_partition
         for (int i = 0; list && i < list->cnt; i++)
                 position_get(w, list->elems[i].topic, list->elems[i].partition)->committed_offset =
                     list->elems[i].offset;
-        /* The snapshots of this batch may go with the next round trip. */
+        /* The snapshots of this batch may go with the next round trip, and
+         * its dead letters be recorded as committed. */
         for (size_t i = 0; i < w->n_batch_releases; i++)
                 *VEC_PUSH(w, releases) = w->batch_releases[i];
         w->n_batch_releases = 0;
+        for (size_t i = 0; i < w->n_batch_dlq_done; i++) {
+                dlq_done_t d = w->batch_dlq_done[i];
+                d.committed = position_get(w, d.topic, d.partition)->committed_offset;
+                *VEC_PUSH(w, dlq_done) = d;
+        }
+        w->n_batch_dlq_done = 0;
 }
 
 /* Waits until every output so far is delivered. */
@@ -895,6 +950,7 @@ static chorus_err_t rewind_to_committed(chorus_worker_t *w) {
         w->n_fresh = drop_entries(w->fresh, w->n_fresh, NULL, 0);
         w->n_held = drop_entries(w->held, w->n_held, NULL, 0);
         w->n_batch_releases = 0;
+        w->n_batch_dlq_done = 0;
         clear_dead_letters(w);
         if ((err = rd_kafka_assignment(w->consumer, &parts)))
                 return CHORUS_ERR_KAFKA;
@@ -1000,7 +1056,7 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         w->n_held = w->n_fresh = 0;
         had_entries = w->n_entries > 0;
 
-        if (w->n_entries || w->n_releases) {
+        if (w->n_entries || w->n_releases || w->n_dlq_done) {
                 w->stats.batches++;
                 queue_state_calls(w);
                 if ((err = exec_state_calls(w, stop))) {
@@ -1010,6 +1066,7 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
                         return err;
                 }
                 w->n_releases = 0;
+                w->n_dlq_done = 0;
         }
         if (!w->transactional) {
                 if ((err = handle_replies(w)) || (err = produce_dead_letters(w)))
@@ -1079,10 +1136,10 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                         break;
         }
         /* Release the last batch's snapshots: its outputs are committed. */
-        if (!err && w->n_releases) {
+        if (!err && (w->n_releases || w->n_dlq_done)) {
                 queue_state_calls(w);
                 if (!exec_state_calls(w, stop))
-                        w->n_releases = 0;
+                        w->n_releases = w->n_dlq_done = 0;
         }
         chorus_log_info("worker",
                         "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64 " forecasts=%" PRIu64
