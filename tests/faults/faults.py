@@ -49,6 +49,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -753,6 +754,52 @@ def tail(path: Path, n: int) -> str:
         return "(no log)"
 
 
+# ------------------------------------------------------------------ sniper --
+
+
+class Sniper(threading.Thread):
+    """Watches the forecast topic with isolation.level=read_uncommitted and,
+    when armed, SIGKILLs every live worker the moment a new output shows
+    up: the output's transaction is then most likely still open (or just
+    committed, with its snapshots not yet released)."""
+
+    def __init__(self, run: "Run", shots: int):
+        super().__init__(daemon=True)
+        self.run_ = run
+        self.shots = shots
+        self.rearm_at: Optional[float] = None
+        self.armed = threading.Event()
+        self._halt = threading.Event()
+        self.c = Consumer({"bootstrap.servers": run.suite.bootstrap, "group.id": f"faults-sniper-{uuid.uuid4().hex[:8]}",
+                           "enable.auto.commit": False, "isolation.level": "read_uncommitted",
+                           "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 10})
+        self.c.assign([TopicPartition(run.topics["forecasts"], p, -1) for p in range(TOPIC_PARTITIONS["forecasts"])])
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            m = self.c.poll(0.01)
+            if self.rearm_at is not None and time.monotonic() >= self.rearm_at:
+                self.rearm_at = None
+                self.armed.set()
+            if m is None or m.error() or not self.armed.is_set():
+                continue
+            self.armed.clear()
+            self.shots -= 1
+            if self.shots > 0:  # the next shot 1.5-3 s after this one
+                self.rearm_at = time.monotonic() + self.run_.rng.uniform(1.5, 3.0)
+            victims = self.run_.alive_workers()
+            for w in victims:
+                w.signal(signal.SIGKILL, "crash_inflight")
+                w.restart_at = time.monotonic() + self.run_.rng.uniform(0.2, 1.0)
+            self.run_.injections += 1
+            log(f"    killed {len(victims)} workers on an in-flight output ({m.topic().rsplit('.', 1)[1]}[{m.partition()}]@{m.offset()})")
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+        self.c.close()
+
+
 # --------------------------------------------------------------------- run --
 
 
@@ -824,6 +871,7 @@ class Run:
         self.crashes: list = []
         self.events: list[tuple[float, str, Callable[[], None]]] = []
         self.injections = 0
+        self.sniper: Optional[Sniper] = None
         self.sent: list[tuple[Rec, int, int]] = []  # rec, partition, offset
         cfg = {
             "kafka.bootstrap.servers": suite.bootstrap,
@@ -965,11 +1013,16 @@ class Run:
                     lag = self.lag(watcher)
                     hw, lso = self.output_state()
                 except KafkaException as e:
-                    why = f"kafka: {e}"
                     lag, hw, lso = {"?": 1}, {}, {}
+                    kafka_error = str(e)
+                else:
+                    kafka_error = ""
                 pending = {k: v for k, v in lag.items() if v}
                 open_txn = {k for k in hw if lso.get(k) != hw[k]}
-                if not pending and not open_txn:
+                if kafka_error:
+                    stable_since, last_hw = None, None
+                    why = f"kafka: {kafka_error}"
+                elif not pending and not open_txn:
                     if hw != last_hw:
                         stable_since, last_hw = time.monotonic(), hw
                     elif time.monotonic() - stable_since >= 1.5:
@@ -989,6 +1042,8 @@ class Run:
             watcher.close()
 
     def stop_workers(self) -> int:
+        if self.sniper is not None:
+            self.sniper.stop()
         forced = 0
         for w in self.workers:
             forced += w.stop()
@@ -1206,6 +1261,7 @@ class Scenario:
 SCENARIOS = [
     Scenario("control", "no fault, 3 workers (1-vs-N determinism control)", 3, 1, 2, 0),
     Scenario("kill9", "SIGKILL a random worker at random instants, supervisor restarts it", 3, 4, 24, 6),
+    Scenario("crash_inflight", "SIGKILL every worker the moment an output appears in the log (read_uncommitted) (extra)", 3, 2, 8, 4),
     Scenario("zombie", "SIGSTOP a worker beyond session.timeout.ms, then SIGCONT", 3, 1, 4, 2),
     Scenario("rebalance", "start or stop (SIGTERM) a worker every 2-4 s", 2, 6, 24, 8),
     Scenario("rolling_restart", "SIGTERM a worker and start it again, in turn (a rolling deploy); 1 % garbage in the input (extra)", 3, 4, 12, 6),
@@ -1244,6 +1300,12 @@ def schedule_faults(suite: Suite, run: Run, sc: Scenario, k: int) -> float:
                 run.injections += 1
             run.at(hit(t), "SIGKILL a worker", kill)
         return t + 1.5
+    if sc.name == "crash_inflight":
+        run.sniper = Sniper(run, k)
+        run.sniper.start()
+        t += rng.uniform(1.0, 2.0)
+        run.at(t, f"arm: kill every worker at the next output ({k} times)", run.sniper.armed.set)
+        return t + 4.0 * k
     if sc.name == "zombie":
         for _ in range(k):
             t = hit(t + rng.uniform(1.0, 2.0))

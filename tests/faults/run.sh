@@ -14,9 +14,10 @@
 # output and state equal to the clean run; 1 otherwise; 2 on a usage or
 # setup error.
 #
-# Scenarios: control kill9 zombie rebalance rolling_restart redis_restart
-# redis_pause redis_fnflush duplicates shuffled garbage nonfinite
-# broker_restart (default: all; rolling_restart and redis_fnflush are extras).
+# Scenarios: control kill9 crash_inflight zombie rebalance rolling_restart
+# redis_restart redis_pause redis_fnflush duplicates shuffled garbage
+# nonfinite broker_restart (default: all; crash_inflight, rolling_restart and
+# redis_fnflush are extras beyond the list).
 # --quick runs a few iterations of each (CI, a few minutes); the default
 # is the full run (kill -9 24 times, ...). See docs/reliability.md.
 #
