@@ -95,10 +95,11 @@ HIT_S = 0.06
 REDIS_TIMEOUT_MS = 2000
 
 #: Keys left out of the Redis state comparison: transient hold markers,
-#: forecast snapshots kept for re-emission, and the per-partition offset
-#: watermarks (bookkeeping that legitimately differs with the input's
-#: offsets; business state does not).
-EXCLUDED_KEY = re.compile(rb"(:held$|:snap$|:snap:|:wm$)")
+#: forecast snapshots kept for re-emission, the per-partition offset
+#: watermarks and the committed-dead-letter offsets (bookkeeping that
+#: legitimately differs with the input's offsets and commit timing;
+#: business state does not).
+EXCLUDED_KEY = re.compile(rb"(:held$|:snap$|:snap:|:wm$|:dlq:)")
 
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
 
