@@ -10,13 +10,23 @@
  *    a Redis that restarted without its functions gets them back before the
  *    first command runs.
  *  - After any connection-level error the connection is dropped, never
- *    reused (hiredis leaves it in an undefined state).
+ *    reused (hiredis leaves it in an undefined state), and the next
+ *    connection kills the old one on the server before sending anything.
+ *    A timed-out pipeline may still be running there: without the kill
+ *    its remaining commands would interleave with the resent ones, and a
+ *    record of a series could pass the watermark before an earlier one,
+ *    which would then be taken for "replayed". Redis runs one command at a
+ *    time, so once CLIENT KILL returns, what the old connection did is a
+ *    prefix of the batch and the resend is exact.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "chorus/embedded.h"
@@ -37,6 +47,12 @@ struct chorus_state_s {
         size_t n_replies, replies_cap;
 
         char window_ms[24], retention_ms[24];
+
+        /* CLIENT ID and local address of the last connection, so that a
+         * reconnect can fence exactly that one (ids restart with Redis, so the
+         * id alone could name another client): client_id 0 while none. */
+        long long client_id;
+        char client_addr[64];
 };
 
 /* ------------------------------------------------------------------ */
@@ -84,6 +100,28 @@ static chorus_err_t simple_command(chorus_state_t *st, int argc, const char **ar
         return CHORUS_OK;
 }
 
+/* "ip:port" of our end of @p fd, as Redis shows it in CLIENT LIST addr=. */
+static int local_address(int fd, char *buf, size_t size) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof(sa);
+        char host[INET6_ADDRSTRLEN];
+
+        if (getsockname(fd, (struct sockaddr *)&sa, &len))
+                return -1;
+        if (sa.ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)&sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+                snprintf(buf, size, "%s:%d", host, ntohs(in->sin_port));
+        } else if (sa.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+                snprintf(buf, size, "%s:%d", host, ntohs(in6->sin6_port));
+        } else {
+                return -1;
+        }
+        return 0;
+}
+
 chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t errstr_size) {
         const chorus_config_t *cfg = st->cfg;
         struct timeval tv = {cfg->redis_timeout_ms / 1000, (cfg->redis_timeout_ms % 1000) * 1000};
@@ -112,6 +150,39 @@ chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t err
                 snprintf(db, sizeof(db), "%d", cfg->redis_db);
                 if ((err = simple_command(st, 2, argv, errstr, errstr_size)))
                         goto fail;
+        }
+        if (st->client_id) {
+                char id[24];
+                const char *argv[] = {"CLIENT", "KILL", "ID", id, "ADDR", st->client_addr};
+                redisReply *r;
+
+                snprintf(id, sizeof(id), "%lld", st->client_id);
+                r = redisCommandArgv(st->ctx, 6, argv, NULL);
+                if (!r) {
+                        snprintf(errstr, errstr_size, "redis CLIENT KILL: %s", st->ctx->errstr);
+                        err = CHORUS_ERR_REDIS;
+                        goto fail;
+                }
+                /* An error here means it is gone already: what we want. */
+                freeReplyObject(r);
+        }
+        {
+                const char *argv[] = {"CLIENT", "ID"};
+                redisReply *r = redisCommandArgv(st->ctx, 2, argv, NULL);
+
+                if (!r || r->type != REDIS_REPLY_INTEGER) {
+                        snprintf(errstr, errstr_size, "redis CLIENT ID: %s",
+                                 r ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply")
+                                   : st->ctx->errstr);
+                        if (r)
+                                freeReplyObject(r);
+                        err = CHORUS_ERR_REDIS;
+                        goto fail;
+                }
+                st->client_id = r->integer;
+                freeReplyObject(r);
+                if (local_address(st->ctx->fd, st->client_addr, sizeof(st->client_addr)))
+                        st->client_id = 0; /* no address: no precise fence */
         }
         {
                 const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", lua};
