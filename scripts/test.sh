@@ -15,8 +15,8 @@
 #   brokerless   ctest -L brokerless in build/ (librdkafka mock cluster; the
 #                tests start their own redis-server: CHORUS_TEST_REDIS_SERVER)
 #   docs         scripts/check-docs.sh build (when that script exists)
-#   format       clang-format --dry-run --Werror (a warning unless
-#                CHORUS_STRICT_FORMAT=1)
+#   format       clang-format --dry-run --Werror (fatal; CHORUS_STRICT_FORMAT=0
+#                makes it a warning while iterating)
 #   integration  a real Kafka broker and Redis from tests/harness, then
 #                pytest tests/integration against build/chorus
 #   fuzz         libFuzzer build (clang) in build-fuzz/, each fuzzer for
@@ -41,7 +41,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tests/harness/common.sh
 source tests/harness/common.sh
 
-ALL_STAGES=(deps build unit asan brokerless docs format integration fuzz)
+ALL_STAGES=(deps build unit asan brokerless docs format integration faults fuzz)
 # Exit codes a stage function uses besides 0 (pass) and others (fail).
 SKIP=77
 WARN=78
@@ -66,6 +66,7 @@ describe() {
 	docs) echo "docs check (scripts/check-docs.sh)" ;;
 	format) echo "clang-format check" ;;
 	integration) echo "integration tests against a real Kafka broker and Redis (pytest)" ;;
+	faults) echo "fault-injection suite, quick mode (tests/faults/run.sh --quick)" ;;
 	fuzz) echo "fuzz smoke test (libFuzzer, ${FUZZ_SECONDS}s per fuzzer)" ;;
 	esac
 }
@@ -73,7 +74,7 @@ describe() {
 # The stage whose success a stage needs, if any.
 needs() {
 	case $1 in
-	unit | brokerless | docs) echo build ;;
+	unit | brokerless | docs | faults) echo build ;;
 	*) echo "" ;;
 	esac
 }
@@ -155,11 +156,11 @@ stage_format() {
 	echo "${#bad[@]} files are not clang-formatted:"
 	printf '  %s\n' "${bad[@]}"
 	echo "fix with: clang-format -i ${bad[*]}"
-	if [[ ${CHORUS_STRICT_FORMAT:-0} == 1 ]]; then
+	if [[ ${CHORUS_STRICT_FORMAT:-1} == 1 ]]; then
 		clang-format --dry-run "${bad[@]}" 2>&1 | head -n 60
 		return 1
 	fi
-	echo "(a warning: CHORUS_STRICT_FORMAT=1 makes it fatal)"
+	echo "(a warning because CHORUS_STRICT_FORMAT=0)"
 	return $WARN
 }
 
@@ -191,6 +192,11 @@ stage_integration() {
 	timeout --foreground -k 30 "$(chorus_scale 2400)" \
 		"$CHORUS_TEST_VENV/bin/python" -m pytest -v -p no:cacheprovider -rfEs \
 		--junitxml=build/integration-junit.xml tests/integration </dev/null
+}
+
+# The reduced fault suite against a real broker and Redis (its own servers).
+stage_faults() {
+	CHORUS_BIN=$PWD/build/chorus tests/faults/run.sh --quick </dev/null
 }
 
 _integration_cleanup() {
