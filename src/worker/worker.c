@@ -1040,6 +1040,24 @@ static chorus_err_t begin_transaction(chorus_worker_t *w) {
         return CHORUS_ERR_KAFKA;
 }
 
+/* Releases the snapshots and records the dead letters of the batch just
+ * committed, before the next poll: a rebalance there could hand a partition
+ * that a held prediction keeps behind its committed offset to a worker that
+ * would find the snapshots and emit those forecasts again. What remains is a
+ * crash between the commit and this round trip. */
+static chorus_err_t release_committed(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        chorus_err_t err;
+
+        if (!w->n_releases && !w->n_dlq_done)
+                return CHORUS_OK;
+        w->n_entries = 0;
+        queue_state_calls(w);
+        if ((err = exec_state_calls(w, stop)))
+                return err;
+        w->n_releases = w->n_dlq_done = 0;
+        return CHORUS_OK;
+}
+
 static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         rd_kafka_topic_partition_list_t *moved;
         chorus_err_t err;
@@ -1072,7 +1090,9 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
                 if ((err = handle_replies(w)) || (err = produce_dead_letters(w)))
                         return err;
                 clear_dead_letters(w);
-                return commit_plain(w);
+                if ((err = commit_plain(w)))
+                        return err;
+                return release_committed(w, stop);
         }
 
         /* An idle loop opens no transaction. */
@@ -1092,7 +1112,9 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         clear_dead_letters(w);
         if (err) /* a produce failed: the transaction cannot commit */
                 return abort_and_rewind(w);
-        return commit_transaction(w);
+        if ((err = commit_transaction(w)))
+                return err;
+        return release_committed(w, stop);
 }
 
 chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
@@ -1135,12 +1157,9 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                         idle_exit_ms)
                         break;
         }
-        /* Release the last batch's snapshots: its outputs are committed. */
-        if (!err && (w->n_releases || w->n_dlq_done)) {
-                queue_state_calls(w);
-                if (!exec_state_calls(w, stop))
-                        w->n_releases = w->n_dlq_done = 0;
-        }
+        /* Whatever a failed release left: its outputs are committed. */
+        if (!err)
+                release_committed(w, stop);
         chorus_log_info("worker",
                         "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64 " forecasts=%" PRIu64
                         " err=%s",
