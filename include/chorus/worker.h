@@ -23,6 +23,11 @@ typedef struct chorus_worker_stats {
         uint64_t reemitted;       /**< applied before, output re-created from its snapshot */
         uint64_t aborted_batches; /**< transactions aborted and rewound */
         uint64_t batches, redis_round_trips;
+        /** Wall-clock microseconds spent in each phase of the batches: the
+         *  state round trip, building and producing the outputs, the commit
+         *  (transaction or offsets), and releasing snapshots after it. */
+        uint64_t redis_us, produce_us, commit_us, release_us;
+        uint64_t batch_max_us; /**< the longest batch, from its first round trip to its release */
 } chorus_worker_stats_t;
 
 /**

@@ -138,6 +138,19 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Adds the time since *since to *total and moves *since to now. */
+static void lap(uint64_t *since, uint64_t *total) {
+        uint64_t now = now_us();
+        *total += now - *since;
+        *since = now;
+}
+
 #define VEC_PUSH(w, name)                                                                          \
         ((w)->name =                                                                               \
              chorus_grow((w)->name, &(w)->name##_cap, (w)->n_##name + 1, sizeof(*(w)->name)),      \
@@ -1065,8 +1078,10 @@ static chorus_err_t release_committed(chorus_worker_t *w, volatile sig_atomic_t 
         return CHORUS_OK;
 }
 
-static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        chorus_worker_stats_t *st = &w->stats;
         rd_kafka_topic_partition_list_t *moved;
+        uint64_t t = now_us();
         chorus_err_t err;
         int had_entries;
 
@@ -1084,7 +1099,9 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         if (w->n_entries || w->n_releases || w->n_dlq_done) {
                 w->stats.batches++;
                 queue_state_calls(w);
-                if ((err = exec_state_calls(w, stop))) {
+                err = exec_state_calls(w, stop);
+                lap(&t, &st->redis_us);
+                if (err) {
                         /* Stopping: what was not applied comes back after a restart. */
                         free_entries(w->entries, w->n_entries);
                         w->n_entries = 0;
@@ -1097,9 +1114,14 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
                 if ((err = handle_replies(w)) || (err = produce_dead_letters(w)))
                         return err;
                 clear_dead_letters(w);
-                if ((err = commit_plain(w)))
+                lap(&t, &st->produce_us);
+                err = commit_plain(w);
+                lap(&t, &st->commit_us);
+                if (err)
                         return err;
-                return release_committed(w, stop);
+                err = release_committed(w, stop);
+                lap(&t, &st->release_us);
+                return err;
         }
 
         /* An idle loop opens no transaction. */
@@ -1117,11 +1139,26 @@ static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         if (!err)
                 err = produce_dead_letters(w);
         clear_dead_letters(w);
+        lap(&t, &st->produce_us);
         if (err) /* a produce failed: the transaction cannot commit */
                 return abort_and_rewind(w);
-        if ((err = commit_transaction(w)))
+        err = commit_transaction(w);
+        lap(&t, &st->commit_us);
+        if (err)
                 return err;
-        return release_committed(w, stop);
+        err = release_committed(w, stop);
+        lap(&t, &st->release_us);
+        return err;
+}
+
+static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        uint64_t t0 = now_us(), took;
+        chorus_err_t err = run_batch_phases(w, stop);
+
+        took = now_us() - t0;
+        if (took > w->stats.batch_max_us)
+                w->stats.batch_max_us = took;
+        return err;
 }
 
 chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
@@ -1175,10 +1212,13 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
         /* Whatever a failed release left: its outputs are committed. */
         if (!err)
                 release_committed(w, stop);
-        chorus_log_info("worker",
-                        "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64 " forecasts=%" PRIu64
-                        " err=%s",
-                        w->stats.batches, w->stats.applied,
-                        w->stats.records_out[CHORUS_TOPIC_FORECASTS], chorus_err2code(err));
+        chorus_log_info(
+            "worker",
+            "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64 " forecasts=%" PRIu64
+            " redis_ms=%" PRIu64 " produce_ms=%" PRIu64 " commit_ms=%" PRIu64 " release_ms=%" PRIu64
+            " batch_max_ms=%" PRIu64 " err=%s",
+            w->stats.batches, w->stats.applied, w->stats.records_out[CHORUS_TOPIC_FORECASTS],
+            w->stats.redis_us / 1000, w->stats.produce_us / 1000, w->stats.commit_us / 1000,
+            w->stats.release_us / 1000, w->stats.batch_max_us / 1000, chorus_err2code(err));
         return err;
 }
