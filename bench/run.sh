@@ -17,7 +17,7 @@
 #       with Redis and broker CPU per record on the side; again with 2
 #       workers; again with the default replay settings (c1d: see below);
 #   (b) end-to-end latency p50/p99/p99.9 at 50 % of (a)'s rate, with the
-#       default batching and with batch.max_wait_ms=5;
+#       default exactly-once transactions and with at_least_once delivery;
 #   (c) the ceilings: consume-only (kcat), Redis running Chorus's own state
 #       functions pipelined with no Kafka (bench_redis), produce-only (the
 #       preload itself, timed after encoding);
@@ -291,9 +291,9 @@ if ! skipped latency; then
 	PER_BUCKET=$((SERIES * (1 + MODELS)))
 	LAT_BUCKETS=$("$PY" -c "import math; print(max(2, math.ceil($LAT_RATE * $LAT_SECONDS / $PER_BUCKET)))")
 	from=$((DAYS + 1))
-	for variant in default wait5; do
+	for variant in default alo; do
 		extra=("${MAIN_EXTRA[@]}")
-		[[ $variant == wait5 ]] && extra+=("batch.max_wait_ms = 5")
+		[[ $variant == alo ]] && extra+=("processing.guarantee = at_least_once")
 		step "(b) latency at $LAT_RATE records/s (50 % of (a)), $LAT_BUCKETS days, config: $variant"
 		for t in lat.$variant.predictions lat.$variant.actuals; do topic "$t" 4; done
 		topic "lat.$variant.forecasts" 4 message.timestamp.type=LogAppendTime

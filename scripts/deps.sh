@@ -22,9 +22,11 @@ source tests/harness/common.sh
 BUILD_PKGS=(build-essential cmake pkg-config librdkafka-dev libavro-dev libhiredis-dev
 	libjansson-dev redis-server)
 # The test tiers: Criterion, the sanitizer and libFuzzer runtimes, the style
-# check, kcat for poking at topics, and the Python venv for integration tests.
+# check, kcat for poking at topics (and the benchmark's consume ceiling),
+# valgrind for the benchmark's instruction counts, and the Python venv for
+# the integration tests and the benchmark.
 TEST_PKGS=(libcriterion-dev kcat clang libclang-rt-14-dev clang-format python3-venv
-	ca-certificates)
+	valgrind ca-certificates)
 
 mode=all
 for arg in "$@"; do

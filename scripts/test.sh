@@ -19,6 +19,9 @@
 #                makes it a warning while iterating)
 #   integration  a real Kafka broker and Redis from tests/harness, then
 #                pytest tests/integration against build/chorus
+#   faults       tests/faults/run.sh --quick: the fault-injection suite
+#   bench        bench/run.sh --smoke: the benchmark scaled down, with its
+#                correctness gate
 #   fuzz         libFuzzer build (clang) in build-fuzz/, each fuzzer for
 #                CHORUS_TEST_FUZZ_SECONDS (20) on tests/fuzz/corpus/<name>/
 #
@@ -41,7 +44,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tests/harness/common.sh
 source tests/harness/common.sh
 
-ALL_STAGES=(deps build unit asan brokerless docs format integration faults fuzz)
+ALL_STAGES=(deps build unit asan brokerless docs format integration faults bench fuzz)
 # Exit codes a stage function uses besides 0 (pass) and others (fail).
 SKIP=77
 WARN=78
@@ -67,6 +70,7 @@ describe() {
 	format) echo "clang-format check" ;;
 	integration) echo "integration tests against a real Kafka broker and Redis (pytest)" ;;
 	faults) echo "fault-injection suite, quick mode (tests/faults/run.sh --quick)" ;;
+	bench) echo "benchmark smoke test, scaled down (bench/run.sh --smoke)" ;;
 	fuzz) echo "fuzz smoke test (libFuzzer, ${FUZZ_SECONDS}s per fuzzer)" ;;
 	esac
 }
@@ -139,7 +143,7 @@ stage_docs() {
 
 stage_format() {
 	local files=()
-	mapfile -t files < <(find src include tests/unit tests/brokerless tests/fuzz \
+	mapfile -t files < <(find src include tests/unit tests/brokerless tests/fuzz bench/src \
 		-type f \( -name '*.c' -o -name '*.h' \) -not -path '*/corpus*' 2>/dev/null | sort)
 	if ((${#files[@]} == 0)); then
 		echo "no C sources to check"
@@ -197,6 +201,13 @@ stage_integration() {
 # The reduced fault suite against a real broker and Redis (its own servers).
 stage_faults() {
 	CHORUS_BIN=$PWD/build/chorus tests/faults/run.sh --quick </dev/null
+}
+
+# The whole benchmark, scaled down to seconds per measurement, so that it
+# cannot rot: its own Release build (build-bench/), servers and correctness
+# gate (a failed gate fails the stage). The figures are not judged here.
+stage_bench() {
+	bench/run.sh --smoke </dev/null
 }
 
 _integration_cleanup() {

@@ -189,3 +189,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     k = max(0, min(len(sorted_values) - 1, int(-(-q / 100.0 * len(sorted_values) // 1)) - 1))
     return sorted_values[k]
+
+
+def worker_phases(log_path: str) -> dict | None:
+    """The batch phase timings of the worker's "stopped" log line (ms)."""
+    keys = ("batches", "redis_ms", "produce_ms", "commit_ms", "release_ms", "batch_max_ms")
+    try:
+        lines = open(log_path, errors="replace").read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if 'msg="stopped"' in line:
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            return {k: int(fields[k]) for k in keys if k in fields}
+    return None
+

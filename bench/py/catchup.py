@@ -148,6 +148,7 @@ def main() -> int:
         "worker_peak_rss_kb": hwm,
         "exit_codes": codes,
         "worker_stats": stats,
+        "worker_phases": [bl.worker_phases(f"{a.log}.{i}.log") for i in range(a.workers)],
         "timeline": timeline,
     }
     if r0 and r1:

@@ -120,6 +120,7 @@ def main() -> int:
         "mean_ms": round(sum(lat) / len(lat), 2) if lat else None,
         "worker_cpu_s": round(cpu, 3),
         "worker_peak_rss_kb": hwm,
+        "worker_phases": bl.worker_phases(f"{a.log}.worker.log"),
     }
     print(json.dumps(out))
     return 0 if lat and not unmatched else 1

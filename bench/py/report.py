@@ -75,7 +75,7 @@ def main() -> int:
     pre, con, rc, rcc = load(res, "preload"), load(res, "consume"), load(res, "redis_ceiling"), load(res, "redis_compute")
     c1, c2, gate, peer = load(res, "c1"), load(res, "c2"), load(res, "gate"), load(res, "peer")
     c1d, ret = load(res, "c1d"), load(res, "retention_effect")
-    lat = {v: load(res, f"latency_{v}") for v in ("default", "wait5")}
+    lat = {v: load(res, f"latency_{v}") for v in ("default", "alo")}
     mem, cg, tot = load(res, "memory"), load(res, "callgrind"), load(res, "total")
     out = []
     w = out.append
@@ -99,6 +99,11 @@ def main() -> int:
     w("|---|---|---|")
     w(f"| (a) Chorus catch-up, 1 worker | **{n(c1_rate)} records/s** | {c1['records']:,} records in {c1['seconds']:.1f} s, from worker start to committed = end; state.retention_days=1000, join.max_wait_ms=600000 |")
     w(f"| (a) worker CPU per record | **{n(c1['worker_cpu_us_per_record'], 1)} µs** | utime+stime of the worker process |")
+    ph = (c1.get("worker_phases") or [None])[0] or {}
+    if ph.get("batches"):
+        w(f"| (a) worker time per batch | {ph['batches']:,} batches | Redis round trip {ph['redis_ms'] / ph['batches']:.1f} ms, "
+          f"produce {ph['produce_ms'] / ph['batches']:.1f} ms, commit {ph['commit_ms'] / ph['batches']:.1f} ms, "
+          f"release {ph['release_ms'] / ph['batches']:.1f} ms (wall clock) |")
     w(f"| (a) worker peak RSS | **{n(max(x for x in c1['worker_peak_rss_kb'] if x) / 1024, 1)} MB** | VmHWM |")
     w(f"| (a) Redis CPU per record | {n(c1.get('redis_cpu_us_per_record'), 1)} µs | INFO used_cpu_user+sys during (a) |")
     w(f"| (a) broker CPU per record | {n(c1.get('broker_cpu_us_per_record'), 1)} µs | the broker JVM during (a) |")
@@ -109,12 +114,18 @@ def main() -> int:
         w(f"| (a) catch-up, default retention and join wait | {n(c1d['records_per_s'])} records/s | most forecasts from trimmed (empty) windows, so cheaper and not the live result; "
           f"worker {n(c1d['worker_cpu_us_per_record'], 1)} µs/record, Redis {n(c1d.get('redis_cpu_us_per_record'), 1)} µs/record, "
           f"peak RSS {n(max(x for x in c1d['worker_peak_rss_kb'] if x) / 1024, 1)} MB |")
-    for v, label in (("default", "default config"), ("wait5", "batch.max_wait_ms=5")):
+    for v, label in (("default", "exactly-once (default)"), ("alo", "processing.guarantee=at_least_once")):
         L = lat[v]
         if L:
+            ph = L.get("worker_phases") or {}
+            phases = ""
+            if ph.get("batches"):
+                phases = (f"; {ph['batches']:,} batches, per batch: Redis {ph['redis_ms'] / ph['batches']:.1f} ms, "
+                          f"produce {ph['produce_ms'] / ph['batches']:.1f} ms, commit {ph['commit_ms'] / ph['batches']:.1f} ms, "
+                          f"release {ph['release_ms'] / ph['batches']:.1f} ms; longest batch {ph['batch_max_ms']} ms")
             w(f"| (b) end-to-end latency, {label} | **p50 {n(L['p50_ms'])} / p99 {n(L['p99_ms'])} / p99.9 {n(L['p999_ms'])} ms** | "
               f"at {n(L['input_rate'])} records/s (50 % of (a)); {L['measured']:,} forecasts after a warm-up; max {n(L['max_ms'])} ms; "
-              f"LogAppendTime − input CreateTime |")
+              f"LogAppendTime − input CreateTime{phases} |")
     w(f"| (c) consume-only ceiling | {n(con['records_per_s'])} records/s | kcat, both input topics at once |")
     w(f"| (c) Redis state-function ceiling | {n(rc['calls_per_s'])} calls/s | Chorus's state module, pipelines of {rc['pipeline']}, no Kafka; Redis CPU {n(rc.get('redis_cpu_us_per_call'), 1)} µs/call |")
     if rcc:
@@ -236,7 +247,7 @@ def main() -> int:
     if peer:
         r = c1_rate / peer["records_per_s"]
         w(f"| Chorus ÷ Python peer ≥ 10 × | {r:.2f} × | {verdict(r >= 10)} |")
-    for v in ("default", "wait5"):
+    for v in ("default", "alo"):
         L = lat[v]
         if L:
             w(f"| p99 end-to-end ≤ 25 ms at 50 % load ({v}) | {n(L['p99_ms'])} ms | {verdict(L['p99_ms'] <= 25)} |")
