@@ -13,7 +13,9 @@
 #include "chorus/forecast.h"
 
 static void copy_name(chorus_name_t dst, const char *src) {
-        snprintf(dst, sizeof(chorus_name_t), "%s", src);
+        size_t len = strnlen(src, CHORUS_NAME_MAX);
+        memcpy(dst, src, len);
+        dst[len] = '\0';
 }
 
 chorus_err_t chorus_forecast_build(const chorus_config_t *cfg, const chorus_group_view_t *g,
@@ -30,7 +32,11 @@ chorus_err_t chorus_forecast_build(const chorus_config_t *cfg, const chorus_grou
         if (g->n_models == 0 || g->n_models > CHORUS_MAX_MODELS)
                 return CHORUS_ERR_INVALID_ARG;
 
-        memset(out, 0, sizeof(*out));
+        /* Field by field, not memset: the record is 17 KB of name arrays
+         * of which only the first n_present / n_expected entries are read
+         * (clearing it all was a third of the instructions per record). */
+        out->has_regime = 0;
+        out->regime[0] = '\0';
         copy_name(out->series, g->series);
         copy_name(out->horizon, g->horizon);
         out->target_time = g->bucket;
