@@ -193,7 +193,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def worker_phases(log_path: str) -> dict | None:
     """The batch phase timings of the worker's "stopped" log line (ms)."""
-    keys = ("batches", "redis_ms", "produce_ms", "commit_ms", "release_ms", "batch_max_ms")
+    keys = ("batches", "redis_ms", "produce_ms", "commit_ms", "release_ms", "redis_max_ms", "commit_max_ms",
+            "batch_max_ms")
     try:
         lines = open(log_path, errors="replace").read().splitlines()
     except OSError:

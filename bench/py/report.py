@@ -122,7 +122,9 @@ def main() -> int:
             if ph.get("batches"):
                 phases = (f"; {ph['batches']:,} batches, per batch: Redis {ph['redis_ms'] / ph['batches']:.1f} ms, "
                           f"produce {ph['produce_ms'] / ph['batches']:.1f} ms, commit {ph['commit_ms'] / ph['batches']:.1f} ms, "
-                          f"release {ph['release_ms'] / ph['batches']:.1f} ms; longest batch {ph['batch_max_ms']} ms")
+                          f"release {ph['release_ms'] / ph['batches']:.1f} ms; longest batch {ph['batch_max_ms']} ms"
+                          + (f" (longest Redis round trip {ph['redis_max_ms']} ms, longest commit {ph['commit_max_ms']} ms)"
+                             if "redis_max_ms" in ph else ""))
             w(f"| (b) end-to-end latency, {label} | **p50 {n(L['p50_ms'])} / p99 {n(L['p99_ms'])} / p99.9 {n(L['p999_ms'])} ms** | "
               f"at {n(L['input_rate'])} records/s (50 % of (a)); {L['measured']:,} forecasts after a warm-up; max {n(L['max_ms'])} ms; "
               f"LogAppendTime − input CreateTime{phases} |")

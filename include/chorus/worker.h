@@ -27,6 +27,7 @@ typedef struct chorus_worker_stats {
          *  state round trip, building and producing the outputs, the commit
          *  (transaction or offsets), and releasing snapshots after it. */
         uint64_t redis_us, produce_us, commit_us, release_us;
+        uint64_t redis_max_us, commit_max_us; /**< the longest of each */
         uint64_t batch_max_us; /**< the longest batch, from its first round trip to its release */
 } chorus_worker_stats_t;
 

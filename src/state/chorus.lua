@@ -476,9 +476,12 @@ end
 
 -- Score aggregates of hm as of I: the reply piece. Moves the cursor (and
 -- creates it) when commit is set; a query behind the cursor scans.
--- `agg` may be passed in already loaded (by put_score, in the same call).
-local function score_stats(base, hm, I, W, commit, agg)
-    local shadow = shadowed(base, I, W)
+-- `agg` may be passed in already loaded (by put_score, in the same call),
+-- and `shadow` as shadowed(base, I, W) or false (one lookup for a group).
+local function score_stats(base, hm, I, W, commit, agg, shadow)
+    if shadow == nil then
+        shadow = shadowed(base, I, W)
+    end
     if shadow then
         return sagg_reply((sagg_scan(base, hm, I, W, shadow)))
     end
@@ -862,8 +865,10 @@ local function aagg_reply(agg)
             components(agg.d2, agg.dbig), h}
 end
 
-local function actual_stats(base, I, W, commit)
-    local shadow = shadowed(base, I, W)
+local function actual_stats(base, I, W, commit, shadow)
+    if shadow == nil then
+        shadow = shadowed(base, I, W)
+    end
     if shadow then
         return aagg_reply((aagg_scan(base, I, W, shadow)))
     end
@@ -1124,19 +1129,20 @@ local function prediction(keys, args)
         return x[1] < y[1]
     end)
     local models, stats = {}, {}
+    local shadow = shadowed(base, asof, window) or false
     for i = 1, #present do
         models[#models + 1] = present[i][1]
         models[#models + 1] = present[i][2]
         models[#models + 1] = present[i][3]
         stats[i] = score_stats(base, prefix .. present[i][1], asof, window, true,
-                               present[i][1] == model and own_agg or nil)
+                               present[i][1] == model and own_agg or nil, shadow)
     end
     local expected = {}
     if want_expected then
         expected = window_publishers(base, horizon, asof, window)
     end
-    local reply = {'applied', revision, asof, models, stats, actual_stats(base, asof, window, true),
-                   expected}
+    local reply = {'applied', revision, asof, models, stats,
+                   actual_stats(base, asof, window, true, shadow), expected}
     -- The offset prefix keeps members unique even if two replies are equal.
     redis.call('ZADD', snap_key, offset, offset .. '|' .. cmsgpack.pack(reply))
     return reply

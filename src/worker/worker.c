@@ -144,10 +144,13 @@ static uint64_t now_us(void) {
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* Adds the time since *since to *total and moves *since to now. */
-static void lap(uint64_t *since, uint64_t *total) {
-        uint64_t now = now_us();
-        *total += now - *since;
+/* Adds the time since *since to *total, raises *max (if given) to it, and
+ * moves *since to now. */
+static void lap(uint64_t *since, uint64_t *total, uint64_t *max) {
+        uint64_t now = now_us(), took = now - *since;
+        *total += took;
+        if (max && took > *max)
+                *max = took;
         *since = now;
 }
 
@@ -294,9 +297,11 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
         char txn_id[256], host[64] = "localhost";
         /* Eager assignment: librdkafka 2.0.2's cooperative-sticky assignor
          * aborts when closed before its first assignment (PLATFORM.md).
-         * librdkafka prefetches 100,000 messages per partition by default:
-         * with records of ~50 bytes that is over 100 MB of queue overhead
-         * (measured in bench/) and no gain in throughput. */
+         * librdkafka prefetches 100,000 messages per partition by default,
+         * in fetches of up to 1 MB per partition: with records of ~50 bytes
+         * that is hundreds of MB (about 375 bytes per queued message).
+         * Smaller queues cost some catch-up throughput, since 2.0.2 backs
+         * off a full partition's fetch for a fixed second (docs/performance.md). */
         static const char *const consumer_defaults[] = {"group.id",
                                                         "chorus",
                                                         "enable.auto.commit",
@@ -313,6 +318,9 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
                                                         "5000",
                                                         "queued.max.messages.kbytes",
                                                         "4096",
+                                                        "max.partition.fetch.bytes",
+                                                        "262144",
+
                                                         NULL};
         /* A transaction must be able to time out before its messages do. */
         const char *const producer_defaults[] = {"enable.idempotence",
@@ -1100,7 +1108,7 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 w->stats.batches++;
                 queue_state_calls(w);
                 err = exec_state_calls(w, stop);
-                lap(&t, &st->redis_us);
+                lap(&t, &st->redis_us, &st->redis_max_us);
                 if (err) {
                         /* Stopping: what was not applied comes back after a restart. */
                         free_entries(w->entries, w->n_entries);
@@ -1114,13 +1122,13 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 if ((err = handle_replies(w)) || (err = produce_dead_letters(w)))
                         return err;
                 clear_dead_letters(w);
-                lap(&t, &st->produce_us);
+                lap(&t, &st->produce_us, NULL);
                 err = commit_plain(w);
-                lap(&t, &st->commit_us);
+                lap(&t, &st->commit_us, &st->commit_max_us);
                 if (err)
                         return err;
                 err = release_committed(w, stop);
-                lap(&t, &st->release_us);
+                lap(&t, &st->release_us, NULL);
                 return err;
         }
 
@@ -1139,15 +1147,15 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
         if (!err)
                 err = produce_dead_letters(w);
         clear_dead_letters(w);
-        lap(&t, &st->produce_us);
+        lap(&t, &st->produce_us, NULL);
         if (err) /* a produce failed: the transaction cannot commit */
                 return abort_and_rewind(w);
         err = commit_transaction(w);
-        lap(&t, &st->commit_us);
+        lap(&t, &st->commit_us, &st->commit_max_us);
         if (err)
                 return err;
         err = release_committed(w, stop);
-        lap(&t, &st->release_us);
+        lap(&t, &st->release_us, NULL);
         return err;
 }
 
@@ -1216,9 +1224,10 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
             "worker",
             "msg=\"stopped\" batches=%" PRIu64 " applied=%" PRIu64 " forecasts=%" PRIu64
             " redis_ms=%" PRIu64 " produce_ms=%" PRIu64 " commit_ms=%" PRIu64 " release_ms=%" PRIu64
-            " batch_max_ms=%" PRIu64 " err=%s",
+            " redis_max_ms=%" PRIu64 " commit_max_ms=%" PRIu64 " batch_max_ms=%" PRIu64 " err=%s",
             w->stats.batches, w->stats.applied, w->stats.records_out[CHORUS_TOPIC_FORECASTS],
             w->stats.redis_us / 1000, w->stats.produce_us / 1000, w->stats.commit_us / 1000,
-            w->stats.release_us / 1000, w->stats.batch_max_us / 1000, chorus_err2code(err));
+            w->stats.release_us / 1000, w->stats.redis_max_us / 1000, w->stats.commit_max_us / 1000,
+            w->stats.batch_max_us / 1000, chorus_err2code(err));
         return err;
 }
