@@ -320,7 +320,6 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
                                                         "4096",
                                                         "max.partition.fetch.bytes",
                                                         "262144",
-
                                                         NULL};
         /* A transaction must be able to time out before its messages do. */
         const char *const producer_defaults[] = {"enable.idempotence",
