@@ -418,11 +418,10 @@ const conf_prop_t chorus_conf_props[] = {
      G(batch_max_wait_ms),
      .min = 0,
      .max = 60000,
-     .def = "100",
-     .desc = "Longest a worker waits for a first record before it runs an empty batch "
-             "(which forces out held predictions whose wait is over). A batch takes the "
-             "records already queued, up to `batch.max_records`, without waiting for more, "
-             "so batches grow with the load and a record waits for at most one batch."},
+     .def = "20",
+     .desc = "Longest a worker waits to fill a batch before processing it: a record "
+             "waits up to this long before its batch starts. Shorter batches hold more "
+             "predictions whose actual is in the next batch."},
     {.name = "join.max_wait_ms",
      .type = CONF_INT,
      .section = CONF_SEC_BATCH,

@@ -1085,6 +1085,21 @@ static chorus_err_t release_committed(chorus_worker_t *w, volatile sig_atomic_t 
         return CHORUS_OK;
 }
 
+/* The end of a batch whose outputs are produced: commit its offsets (with
+ * its transaction, if any), then release what the commit made safe. */
+static chorus_err_t commit_and_release(chorus_worker_t *w, volatile sig_atomic_t *stop,
+                                       uint64_t *t) {
+        chorus_worker_stats_t *st = &w->stats;
+        chorus_err_t err = w->transactional ? commit_transaction(w) : commit_plain(w);
+
+        lap(t, &st->commit_us, &st->commit_max_us);
+        if (err)
+                return err;
+        err = release_committed(w, stop);
+        lap(t, &st->release_us, NULL);
+        return err;
+}
+
 static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         chorus_worker_stats_t *st = &w->stats;
         rd_kafka_topic_partition_list_t *moved;
@@ -1122,13 +1137,7 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                         return err;
                 clear_dead_letters(w);
                 lap(&t, &st->produce_us, NULL);
-                err = commit_plain(w);
-                lap(&t, &st->commit_us, &st->commit_max_us);
-                if (err)
-                        return err;
-                err = release_committed(w, stop);
-                lap(&t, &st->release_us, NULL);
-                return err;
+                return commit_and_release(w, stop, &t);
         }
 
         /* An idle loop opens no transaction. */
@@ -1149,13 +1158,7 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
         lap(&t, &st->produce_us, NULL);
         if (err) /* a produce failed: the transaction cannot commit */
                 return abort_and_rewind(w);
-        err = commit_transaction(w);
-        lap(&t, &st->commit_us, &st->commit_max_us);
-        if (err)
-                return err;
-        err = release_committed(w, stop);
-        lap(&t, &st->release_us, NULL);
-        return err;
+        return commit_and_release(w, stop, &t);
 }
 
 static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
@@ -1180,19 +1183,16 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                 int64_t wait;
                 size_t fresh = 0;
 
-                /* Wait for the first record only, then take what is queued:
-                 * waiting to fill a batch would add its wait to every
-                 * record's latency. Under load the queue refills while a
-                 * batch is processed, so batches grow with the load. */
+                /* A batch waits to fill: a prediction and the actual that
+                 * releases it then usually share a batch. Taking only what
+                 * is queued made batches tiny and holds frequent, and a
+                 * held prediction keeps committed records behind its offset
+                 * (the fault suite's crash_inflight found re-emits). */
                 while (fresh < (size_t)w->cfg->batch_max_records && !*stop &&
                        (wait = deadline - now_ms()) >= 0) {
-                        rd_kafka_message_t *m =
-                            rd_kafka_consumer_poll(w->consumer, fresh ? 0 : (int)wait);
-                        if (!m) {
-                                if (fresh)
-                                        break;
+                        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, (int)wait);
+                        if (!m)
                                 continue;
-                        }
                         if (m->err) {
                                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                         chorus_log_warn("consumer",
