@@ -139,7 +139,7 @@ Test(config, defaults) {
         cr_assert_eq(cfg->n_kafka, 0);
         cr_assert_eq(cfg->n_canary_series, 0);
         cr_assert_eq(cfg->batch_max_records, 1000);
-        cr_assert_eq(cfg->batch_max_wait_ms, 100);
+        cr_assert_eq(cfg->batch_max_wait_ms, 20);
         cr_assert_eq(cfg->join_max_wait_ms, 5000);
         cr_assert_eq(cfg->log_level, 2 /* info */);
         cr_assert_eq(chorus_config_finalize(cfg, err, sizeof(err)), CHORUS_OK, "%s", err);
