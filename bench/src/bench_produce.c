@@ -102,28 +102,21 @@ static void set(rd_kafka_conf_t *conf, const char *k, const char *v) {
                 die("%s", err);
 }
 
-static const char *arg(int argc, char **argv, const char *name, const char *def) {
-        for (int i = 1; i < argc - 1; i++)
-                if (!strcmp(argv[i], name))
-                        return argv[i + 1];
-        return def;
-}
-
 int main(int argc, char **argv) {
-        const char *brokers = arg(argc, argv, "--brokers", NULL);
-        const char *pred_topic = arg(argc, argv, "--pred-topic", "chorus.predictions");
-        const char *act_topic = arg(argc, argv, "--act-topic", "chorus.actuals");
-        const char *ts_file = arg(argc, argv, "--ts-file", NULL);
-        int n_series = atoi(arg(argc, argv, "--series", "1000"));
-        int n_models = atoi(arg(argc, argv, "--models", "4"));
-        int64_t res = strtoll(arg(argc, argv, "--resolution-ms", "86400000"), NULL, 10);
-        int64_t t0 = strtoll(arg(argc, argv, "--t0", "1577836800000"), NULL, 10);
-        uint64_t seed = strtoull(arg(argc, argv, "--seed", "4"), NULL, 10);
-        int64_t from = strtoll(arg(argc, argv, "--from", "0"), NULL, 10);
-        int64_t to = strtoll(arg(argc, argv, "--to", "400"), NULL, 10);
-        double rate = atof(arg(argc, argv, "--rate", "0"));
-        const char *order_s = arg(argc, argv, "--order", "natural");
-        const char *prefix = arg(argc, argv, "--prefix", "S");
+        const char *brokers = wl_arg(argc, argv, "--brokers", NULL);
+        const char *pred_topic = wl_arg(argc, argv, "--pred-topic", "chorus.predictions");
+        const char *act_topic = wl_arg(argc, argv, "--act-topic", "chorus.actuals");
+        const char *ts_file = wl_arg(argc, argv, "--ts-file", NULL);
+        int n_series = atoi(wl_arg(argc, argv, "--series", "1000"));
+        int n_models = atoi(wl_arg(argc, argv, "--models", "4"));
+        int64_t res = strtoll(wl_arg(argc, argv, "--resolution-ms", "86400000"), NULL, 10);
+        int64_t t0 = strtoll(wl_arg(argc, argv, "--t0", "1577836800000"), NULL, 10);
+        uint64_t seed = strtoull(wl_arg(argc, argv, "--seed", "4"), NULL, 10);
+        int64_t from = strtoll(wl_arg(argc, argv, "--from", "0"), NULL, 10);
+        int64_t to = strtoll(wl_arg(argc, argv, "--to", "400"), NULL, 10);
+        double rate = atof(wl_arg(argc, argv, "--rate", "0"));
+        const char *order_s = wl_arg(argc, argv, "--order", "natural");
+        const char *prefix = wl_arg(argc, argv, "--prefix", "S");
         rd_kafka_topic_t *tp_pred, *tp_act;
         rd_kafka_conf_t *conf;
         rd_kafka_t *rk;
@@ -149,11 +142,11 @@ int main(int argc, char **argv) {
         conf = rd_kafka_conf_new();
         set(conf, "bootstrap.servers", brokers);
         set(conf, "enable.idempotence", "true");
-        set(conf, "linger.ms", arg(argc, argv, "--linger-ms", "5"));
+        set(conf, "linger.ms", wl_arg(argc, argv, "--linger-ms", "5"));
         set(conf, "batch.size", "1000000");
         set(conf, "queue.buffering.max.messages", "2000000");
         set(conf, "queue.buffering.max.kbytes", "2097151");
-        set(conf, "compression.type", arg(argc, argv, "--compression", "none"));
+        set(conf, "compression.type", wl_arg(argc, argv, "--compression", "none"));
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
                 die("%s", err);

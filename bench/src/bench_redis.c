@@ -60,13 +60,6 @@ static double now_s(void) {
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static const char *arg(int argc, char **argv, const char *name, const char *def) {
-        for (int i = 1; i < argc - 1; i++)
-                if (!strcmp(argv[i], name))
-                        return argv[i + 1];
-        return def;
-}
-
 static void flush_batch(run_t *r) {
         char errstr[512];
 
@@ -176,24 +169,24 @@ static int add(const wl_rec_t *rec, void *opaque) {
 }
 
 int main(int argc, char **argv) {
-        int n_series = atoi(arg(argc, argv, "--series", "1000"));
-        int n_models = atoi(arg(argc, argv, "--models", "4"));
-        int64_t days = strtoll(arg(argc, argv, "--to", "400"), NULL, 10);
-        int64_t t0 = strtoll(arg(argc, argv, "--t0", "1577836800000"), NULL, 10);
-        uint64_t seed = strtoull(arg(argc, argv, "--seed", "4"), NULL, 10);
-        int64_t limit = strtoll(arg(argc, argv, "--limit", "0"), NULL, 10);
+        int n_series = atoi(wl_arg(argc, argv, "--series", "1000"));
+        int n_models = atoi(wl_arg(argc, argv, "--models", "4"));
+        int64_t days = strtoll(wl_arg(argc, argv, "--to", "400"), NULL, 10);
+        int64_t t0 = strtoll(wl_arg(argc, argv, "--t0", "1577836800000"), NULL, 10);
+        uint64_t seed = strtoull(wl_arg(argc, argv, "--seed", "4"), NULL, 10);
+        int64_t limit = strtoll(wl_arg(argc, argv, "--limit", "0"), NULL, 10);
         run_t r = {0};
         wl_t wl;
         char errstr[512];
         double t_start, t_end;
 
-        r.pipeline = atoi(arg(argc, argv, "--pipeline", "1000"));
-        r.compute = atoi(arg(argc, argv, "--compute", "0"));
+        r.pipeline = atoi(wl_arg(argc, argv, "--pipeline", "1000"));
+        r.compute = atoi(wl_arg(argc, argv, "--compute", "0"));
         r.cfg = chorus_config_new();
         if (chorus_config_set(r.cfg, "redis.host", "127.0.0.1", errstr, sizeof(errstr)) ||
-            chorus_config_set(r.cfg, "redis.port", arg(argc, argv, "--port", "6379"), errstr,
+            chorus_config_set(r.cfg, "redis.port", wl_arg(argc, argv, "--port", "6379"), errstr,
                               sizeof(errstr)) ||
-            chorus_config_set(r.cfg, "redis.key_prefix", arg(argc, argv, "--prefix", "bench"),
+            chorus_config_set(r.cfg, "redis.key_prefix", wl_arg(argc, argv, "--prefix", "bench"),
                               errstr, sizeof(errstr)) ||
             chorus_config_finalize(r.cfg, errstr, sizeof(errstr))) {
                 fprintf(stderr, "bench_redis: %s\n", errstr);
@@ -203,8 +196,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_redis: %s\n", errstr);
                 return 1;
         }
-        if (wl_init(&wl, arg(argc, argv, "--series-prefix", "S"), n_series, n_models, 86400000, t0,
-                    seed, days + 2)) {
+        if (wl_init(&wl, wl_arg(argc, argv, "--series-prefix", "S"), n_series, n_models, 86400000,
+                    t0, seed, days + 2)) {
                 fprintf(stderr, "bench_redis: out of memory\n");
                 return 1;
         }

@@ -158,17 +158,10 @@ __attribute__((noinline)) long bench_workload_run(chorus_codec_t *codec, const c
         return bytes;
 }
 
-static const char *arg(int argc, char **argv, const char *name, const char *def) {
-        for (int i = 1; i < argc - 1; i++)
-                if (!strcmp(argv[i], name))
-                        return argv[i + 1];
-        return def;
-}
-
 int main(int argc, char **argv) {
-        size_t n = (size_t)atol(arg(argc, argv, "--records", "20000"));
-        int points = atoi(arg(argc, argv, "--points", "30"));
-        int n_models = atoi(arg(argc, argv, "--models", "4"));
+        size_t n = (size_t)atol(wl_arg(argc, argv, "--records", "20000"));
+        int points = atoi(wl_arg(argc, argv, "--points", "30"));
+        int n_models = atoi(wl_arg(argc, argv, "--models", "4"));
         chorus_config_t *cfg = chorus_config_new();
         chorus_prediction_t *in = calloc(n, sizeof(*in));
         chorus_buf_t buf = {0}, out = {0};

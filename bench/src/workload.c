@@ -296,3 +296,10 @@ int wl_plan(const wl_t *wl, wl_order_t order, int64_t from, int64_t to,
         }
         return -1;
 }
+
+const char *wl_arg(int argc, char **argv, const char *name, const char *def) {
+        for (int i = 1; i < argc - 1; i++)
+                if (!strcmp(argv[i], name))
+                        return argv[i + 1];
+        return def;
+}

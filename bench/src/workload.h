@@ -77,6 +77,9 @@ void wl_actual(const wl_t *wl, int s, int64_t k, wl_rec_t *out);
 /** @brief Encode model @p m's prediction for (@p s, target bucket @p k). */
 void wl_prediction(const wl_t *wl, int s, int m, int64_t k, wl_rec_t *out);
 
+/** @brief The value after option @p name in argv, or @p def. */
+const char *wl_arg(int argc, char **argv, const char *name, const char *def);
+
 /** @brief Number of records wl_plan() emits for an order and range. */
 size_t wl_plan_count(const wl_t *wl, wl_order_t order, int64_t from, int64_t to);
 
