@@ -90,7 +90,7 @@ stage_deps() {
 }
 
 stage_build() {
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCHORUS_WERROR=ON -DCHORUS_BUILD_TESTS=ON
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCHORUS_WERROR=ON -DCHORUS_BUILD_TESTS=ON -DCHORUS_FAULT_HOOKS=ON
 	cmake --build build -j "$JOBS"
 }
 

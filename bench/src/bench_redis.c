@@ -152,7 +152,8 @@ static int add(const wl_rec_t *rec, void *opaque) {
                 }
                 bucket = chorus_bucket_of(p->target_time, r->wl->resolution_ms);
                 r->buckets[r->n] = bucket;
-                chorus_state_add_prediction(r->st, p, "bench.redis", 0, r->offset++, bucket, 0, 1);
+                chorus_source_t src = {"bench.redis", 0, r->offset++, 1, "-"};
+                chorus_state_add_prediction(r->st, p, &src, bucket, 0, 1);
         } else {
                 chorus_actual_t a;
                 memset(&a, 0, sizeof(a));
@@ -160,7 +161,8 @@ static int add(const wl_rec_t *rec, void *opaque) {
                 wl_series_name(r->wl, rec->series, a.series, sizeof(a.series));
                 a.observed_at = f.observed_at;
                 a.value = f.value;
-                chorus_state_add_actual(r->st, &a, "bench.redis", 0, r->offset++,
+                chorus_source_t src = {"bench.redis", 0, r->offset++, 1, "-"};
+                chorus_state_add_actual(r->st, &a, &src,
                                         chorus_bucket_of(a.observed_at, r->wl->resolution_ms));
         }
         if (++r->n == (size_t)r->pipeline)

@@ -42,15 +42,40 @@ chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t err
 /** @brief Start a new batch, freeing the previous batch's commands and replies. */
 void chorus_state_batch_begin(chorus_state_t *st, const char *batch_id);
 
-/** @brief Queue chorus_actual for @p a, read from @p topic/@p partition at @p offset. */
-void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const char *topic,
-                             int32_t partition, int64_t offset, int64_t bucket);
+/** Where an input record comes from, and the claim of its worker on that
+ *  partition: every write call carries them. */
+typedef struct chorus_source {
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        int64_t epoch;               /**< the partition's epoch (chorus_state_take_epochs) */
+        const char *committed_batch; /**< batch id in the partition's commit metadata, or "-" */
+} chorus_source_t;
+
+/** @brief Queue chorus_actual for @p a. */
+void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
+                             const chorus_source_t *src, int64_t bucket);
 
 /** @brief Queue chorus_prediction. @p force skips the hold (join.max_wait elapsed).
  *  @p want_expected asks for the publishers list (no configured model list). */
 void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *p,
-                                 const char *topic, int32_t partition, int64_t offset,
-                                 int64_t bucket, int force, int want_expected);
+                                 const chorus_source_t *src, int64_t bucket, int force,
+                                 int want_expected);
+
+/** @brief Queue a read of @p series' actual watermark (newest observed_at
+ *  applied; a nil reply while it has none). For held predictions. */
+void chorus_state_add_watermark_read(chorus_state_t *st, const char *series);
+
+/**
+ * @brief Take a new epoch for each of @p n input partitions (INCR of
+ *        "<prefix>:epoch:{<topic>|<partition>}", one round trip), outside any
+ *        batch. A worker does this when partitions are assigned to it; the
+ *        state functions then refuse calls with an older epoch ("fenced").
+ * @returns CHORUS_OK, or CHORUS_ERR_REDIS (retry later).
+ */
+chorus_err_t chorus_state_take_epochs(chorus_state_t *st, size_t n, const char *const *topics,
+                                      const int32_t *partitions, int64_t *epochs, char *errstr,
+                                      size_t errstr_size);
 
 /** @brief Queue chorus_release: drop the snapshots of @p series' records from
  *         @p topic/@p partition up to @p offset, whose outputs are committed. */
@@ -88,11 +113,16 @@ typedef enum chorus_apply_status {
         CHORUS_APPLY_REPLAYED,
         CHORUS_APPLY_HOLD,
         CHORUS_APPLY_REEMIT, /**< applied before, output not yet committed: emit again */
+        CHORUS_APPLY_FENCED, /**< the partition has a newer owner: this worker is a zombie */
         CHORUS_APPLY_ERROR,  /**< an error reply or an unexpected shape */
 } chorus_apply_status_t;
 
 /** @returns the status of a chorus_actual / chorus_prediction reply. */
 chorus_apply_status_t chorus_state_reply_status(const redisReply *r);
+
+/** @returns the actual watermark carried by a hold, applied, duplicate or
+ *  stale reply, or by a watermark read; -1 when it has none. */
+int64_t chorus_state_reply_watermark(const redisReply *r);
 
 /** Reusable memory behind chorus_group_view_t. */
 typedef struct chorus_group_scratch {

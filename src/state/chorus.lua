@@ -15,6 +15,17 @@
 --    this series. A record at or below it is reported as "replayed" and
 --    changes nothing, which makes the arrival-order tie-break (a tie on
 --    issued_at or observed_at goes to the later arrival) replay-safe.
+--  * Fencing: every write call carries its partition's epoch (taken by the
+--    worker with INCR when the partition was assigned to it). base:wm keeps
+--    the newest epoch seen per partition ("e|<topic>|<partition>"); a call
+--    with an older one is answered "fenced" before anything is read or
+--    written, so a zombie that lost the partition cannot interleave with
+--    the new owner (SPEC §9.1).
+--  * Trimming (SPEC §9.2) is measured from the series' watermark, the older
+--    of its actuals' (base:aw) and predictions' (base:pw) watermarks, and
+--    only once the series has both: a held or not-yet-read prediction has
+--    issued_at >= base:pw (a stream is in one partition, in order), and its
+--    window needs nothing before issued_at - window >= pw - retention.
 --  * Numbers that are values (predictions, actuals) are stored as the exact
 --    strings the worker sent ("%.17g"); numbers computed here are returned
 --    as "%.17g" strings too (Lua's tostring keeps only 14 digits), so
@@ -84,10 +95,23 @@ local function fmt(x)
     return string.format('%.17g', x)
 end
 
--- Returns true (and the reply) when this record was already applied.
-local function already_applied(base, wm_field, offset)
-    local wm = redis.call('HGET', base .. ':wm', wm_field)
-    return wm and tonumber(offset) <= tonumber(wm)
+-- Checks the call's epoch and whether this record was already applied.
+-- Returns 'fenced' (the partition has a newer owner), 'replayed' or nil.
+-- Records a newer epoch; a fenced call writes nothing.
+local function admit(base, wm_field, offset, epoch)
+    local got = redis.call('HMGET', base .. ':wm', wm_field, 'e|' .. wm_field)
+    local wm, seen = got[1], tonumber(got[2])
+    epoch = tonumber(epoch)
+    if seen and epoch < seen then
+        return 'fenced'
+    end
+    if not seen or epoch > seen then
+        redis.call('HSET', base .. ':wm', 'e|' .. wm_field, epoch)
+    end
+    if wm and tonumber(offset) <= tonumber(wm) then
+        return 'replayed'
+    end
+    return nil
 end
 
 local function advance_watermark(base, wm_field, offset)
@@ -941,11 +965,38 @@ local function window_publishers(base, horizon, asof, window)
     return out
 end
 
--- Drops state that is older than the retention, measured from the series'
--- newest actual. Old buckets' predictions go with their revision counters.
--- Points that a cursor still counts leave its aggregate first.
-local function trim(base, horizon_models, newest, retention, W)
-    local cut = newest - retention -- buckets < cut go
+-- The series' watermark (SPEC §1): the older of its actuals' and its
+-- predictions' watermarks, or nil until it has both. Trimming uses only this:
+-- with one kind alone, the other may still be unread in another partition
+-- and need everything (a replay with the actuals' partition read first).
+local function series_watermark(base)
+    local w = redis.call('MGET', base .. ':aw', base .. ':pw')
+    local aw, pw = tonumber(w[1]), tonumber(w[2])
+    if not aw or not pw then
+        return nil
+    end
+    return math.min(aw, pw)
+end
+
+local DAY_MS = 86400000
+
+-- Drops state older than the retention behind the series' watermark: what a
+-- held or not-yet-applied record needs lies after issued_at - window, and
+-- issued_at >= pw (see the invariants). The cut moves in whole days, so
+-- the work runs once a day per series, not per record. Old buckets'
+-- predictions go with their revision counters; points that a cursor still
+-- counts leave its aggregate first.
+local function trim(base, retention, W)
+    local wm = series_watermark(base)
+    if not wm then
+        return
+    end
+    local cut = math.floor((wm - retention) / DAY_MS) * DAY_MS -- buckets < cut go
+    local done = tonumber(redis.call('GET', base .. ':tc') or '-1e300')
+    if cut <= done then
+        return
+    end
+    redis.call('SET', base .. ':tc', cut)
     local cutoff = '(' .. cut
     local agg = aagg_get(base, W, true)
     if agg and cut - 1 > agg.T - W then
@@ -960,21 +1011,25 @@ local function trim(base, horizon_models, newest, retention, W)
         redis.call('DEL', base .. ':p:' .. old[i])
     end
     redis.call('ZREMRANGEBYSCORE', base .. ':buckets', '-inf', cutoff)
-    for i = 1, #horizon_models do
-        local hm = horizon_models[i]
+    local hms = redis.call('SMEMBERS', base .. ':hms')
+    for i = 1, #hms do
+        local hm = hms[i]
         local sagg = sagg_get(base, hm, W, true)
         if sagg and cut - 1 > sagg.T - W then
             sagg_drop_front(base, hm, sagg, math.min(cut - 1, sagg.T))
             sagg_save(sagg_key(base, hm), sagg)
         end
         redis.call('ZREMRANGEBYSCORE', base .. ':sc:' .. hm, '-inf', cutoff)
+        redis.call('ZREMRANGEBYSCORE', base .. ':pub:' .. hm, '-inf', cutoff)
     end
 end
 
 --
 -- chorus_actual KEYS[1]=base
---   ARGV: wm_field, offset, bucket, observed_at, value, retention_ms, window_ms
--- Reply: {status} with status one of applied, duplicate, stale, replayed.
+--   ARGV: wm_field, offset, bucket, observed_at, value, retention_ms, window_ms,
+--         epoch
+-- Reply: {status, actual_watermark} with status one of applied, duplicate,
+-- stale; {'replayed'} or {'fenced'} (see admit).
 --
 local function actual(keys, args)
     local base = keys[1]
@@ -985,8 +1040,9 @@ local function actual(keys, args)
         return redis.error_reply('chorus_actual: window_ms missing (worker older than library)')
     end
 
-    if already_applied(base, wm_field, offset) then
-        return {'replayed'}
+    local seen = admit(base, wm_field, offset, args[8])
+    if seen then
+        return {seen}
     end
     -- Reads that can fail come before the first write: Lua never rolls
     -- back, and a record whose watermark moved would come back "replayed".
@@ -1001,13 +1057,13 @@ local function actual(keys, args)
 
     if cur_obs then
         if cur_obs == observed_at and cur_value == value then
-            return {'duplicate'}
+            return {'duplicate', newest}
         end
         if cur_obs > observed_at then
             -- Not the winner, but the bucket's value as of times before
             -- the winner was observed.
             put_version(base, bucket, observed_at, value)
-            return {'stale'}
+            return {'stale', newest}
         end
     end
     put_version(base, bucket, observed_at, value)
@@ -1017,28 +1073,32 @@ local function actual(keys, args)
 
     -- (Re-)score every prediction of this bucket.
     local preds = redis.call('HGETALL', base .. ':p:' .. bucket)
-    local scored = {}
     for i = 1, #preds, 2 do
         local hm = preds[i]
         -- Fields starting with '|' are counters; names never contain '|'.
         if string.sub(hm, 1, 1) ~= '|' then
             local f = split(preds[i + 1])
             put_score(base, hm, bucket, args[4], f[2], value, window)
-            scored[#scored + 1] = hm
         end
     end
-    trim(base, scored, newest, retention, window)
-    return {'applied'}
+    trim(base, retention, window)
+    return {'applied', newest}
 end
 
 --
 -- chorus_prediction KEYS[1]=base
 --   ARGV: wm_field, offset, batch_id, force, horizon, model, bucket,
---         issued_at, value, record, window_ms, retention_ms, want_expected
+--         issued_at, value, record, window_ms, retention_ms, want_expected,
+--         epoch, committed_batch
+--   `committed_batch` is the id of the last batch whose transaction committed
+--   this input partition's offsets (the worker reads it back from the
+--   offsets' commit metadata): a snapshot left by that batch belongs to a
+--   committed output and is dropped instead of re-emitted.
 --   `record` is the canonical text of every field of the prediction, so
 --   that an exact duplicate is recognised.
 -- Reply:
---   {'hold'}, {'replayed'}, {'duplicate'}, {'stale'}, or
+--   {'hold', actual_watermark}, {'replayed'}, {'fenced'}, {'duplicate'},
+--   {'stale'}, or
 --   {'applied' | 'reemit', revision, asof, {model, issued_at, value, ...},
 --    {{n_se, Σse, n_ape, Σape} per model, same order},
 --    {n, last_bucket, last_value, {Σv}, {Σv²}, n_d, {Σd}, {Σd²},
@@ -1054,16 +1114,35 @@ local function prediction(keys, args)
     local issued_at, value, record = tonumber(args[8]), args[9], args[10]
     local window, retention = tonumber(args[11]), tonumber(args[12])
     local want_expected = args[13] == '1'
+    local committed_batch = args[15]
 
     local snap_key = base .. ':snap:' .. wm_field
-    if already_applied(base, wm_field, offset) then
+    local seen = admit(base, wm_field, offset, args[14])
+    if seen == 'fenced' then
+        return {seen}
+    end
+    if seen then
         local snap = redis.call('ZRANGEBYSCORE', snap_key, offset, offset)
-        if #snap > 0 then
-            local reply = cmsgpack.unpack(string.sub(snap[1], string.find(snap[1], '|', 1, true) + 1))
-            reply[1] = 'reemit'
-            return reply
+        if #snap == 0 then
+            return {'replayed'}
         end
-        return {'replayed'}
+        -- Member: "<offset>|<batch id>|<msgpack reply>".
+        local o, b, packed = string.match(snap[1], '^([^|]*)|([^|]*)|(.*)$')
+        if b == committed_batch then
+            -- Its output committed; the release was lost (a crash right
+            -- after the commit). Re-emitting would duplicate it.
+            redis.call('ZREMRANGEBYSCORE', snap_key, offset, offset)
+            return {'replayed'}
+        end
+        -- The output of an aborted or unfinished batch: emit it again, now
+        -- as part of this batch.
+        if b ~= batch_id then
+            redis.call('ZREMRANGEBYSCORE', snap_key, offset, offset)
+            redis.call('ZADD', snap_key, offset, o .. '|' .. batch_id .. '|' .. packed)
+        end
+        local reply = cmsgpack.unpack(packed)
+        reply[1] = 'reemit'
+        return reply
     end
 
     -- Hold (SPEC §9.2): process a prediction only once the series' actuals
@@ -1072,13 +1151,13 @@ local function prediction(keys, args)
     -- a batch, the later ones of that batch are held too, keeping order.
     if force ~= '1' then
         local held_key = base .. ':held'
-        if redis.call('GET', held_key) == batch_id then
-            return {'hold'}
-        end
         local newest = tonumber(redis.call('GET', base .. ':aw') or '-1')
+        if redis.call('GET', held_key) == batch_id then
+            return {'hold', newest}
+        end
         if newest < issued_at then
             redis.call('SET', held_key, batch_id, 'PX', 600000)
-            return {'hold'}
+            return {'hold', newest}
         end
     end
     -- Reads that can fail come before the first write (see actual()).
@@ -1086,12 +1165,16 @@ local function prediction(keys, args)
     local group = base .. ':p:' .. bucket
     local cur = redis.call('HGET', group, hm)
     local obs, act = winning_actual(base, bucket)
+    local pw = tonumber(redis.call('GET', base .. ':pw') or '-1')
     advance_watermark(base, wm_field, offset)
+    if issued_at > pw then
+        redis.call('SET', base .. ':pw', args[8])
+    end
 
     -- Every published record counts for models_expected, superseded too.
     redis.call('SADD', base .. ':models:' .. horizon, model)
+    redis.call('SADD', base .. ':hms', hm)
     redis.call('ZADD', base .. ':pub:' .. hm, issued_at, args[8])
-    redis.call('ZREMRANGEBYSCORE', base .. ':pub:' .. hm, '-inf', '(' .. (issued_at - retention))
 
     if cur then
         if cur == record then
@@ -1144,7 +1227,8 @@ local function prediction(keys, args)
     local reply = {'applied', revision, asof, models, stats,
                    actual_stats(base, asof, window, true, shadow), expected}
     -- The offset prefix keeps members unique even if two replies are equal.
-    redis.call('ZADD', snap_key, offset, offset .. '|' .. cmsgpack.pack(reply))
+    redis.call('ZADD', snap_key, offset, offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(reply))
+    trim(base, retention, window)
     return reply
 end
 

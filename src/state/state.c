@@ -259,15 +259,16 @@ static void base_key(const chorus_state_t *st, char *buf, size_t size, const cha
         snprintf(buf, size, "%s:{%s}", st->cfg->redis_prefix, series);
 }
 
-void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const char *topic,
-                             int32_t partition, int64_t offset, int64_t bucket) {
-        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32];
-        const char *argv[] = {"FCALL", "chorus_actual",  "1",          base, wm, off, b, obs,
-                              val,     st->retention_ms, st->window_ms};
+void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
+                             const chorus_source_t *src, int64_t bucket) {
+        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32], ep[24];
+        const char *argv[] = {"FCALL", "chorus_actual",  "1",           base, wm, off, b, obs,
+                              val,     st->retention_ms, st->window_ms, ep};
 
         base_key(st, base, sizeof(base), a->series);
-        snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
-        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        snprintf(wm, sizeof(wm), "%s|%d", src->topic, (int)src->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)src->offset);
+        snprintf(ep, sizeof(ep), "%lld", (long long)src->epoch);
         snprintf(b, sizeof(b), "%lld", (long long)bucket);
         snprintf(obs, sizeof(obs), "%lld", (long long)a->observed_at);
         chorus_format_double(val, sizeof(val), a->value);
@@ -275,9 +276,9 @@ void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a, const
 }
 
 void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *p,
-                                 const char *topic, int32_t partition, int64_t offset,
-                                 int64_t bucket, int force, int want_expected) {
-        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], iss[24], val[32];
+                                 const chorus_source_t *src, int64_t bucket, int force,
+                                 int want_expected) {
+        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], iss[24], val[32], ep[24];
         char lo[32] = "", hi[32] = "";
         char record[CHORUS_TEXT_MAX + 160];
         const char *argv[] = {"FCALL",
@@ -296,11 +297,14 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
                               record,
                               st->window_ms,
                               st->retention_ms,
-                              want_expected ? "1" : "0"};
+                              want_expected ? "1" : "0",
+                              ep,
+                              src->committed_batch};
 
         base_key(st, base, sizeof(base), p->series);
-        snprintf(wm, sizeof(wm), "%s|%d", topic, (int)partition);
-        snprintf(off, sizeof(off), "%lld", (long long)offset);
+        snprintf(wm, sizeof(wm), "%s|%d", src->topic, (int)src->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)src->offset);
+        snprintf(ep, sizeof(ep), "%lld", (long long)src->epoch);
         snprintf(b, sizeof(b), "%lld", (long long)bucket);
         snprintf(iss, sizeof(iss), "%lld", (long long)p->issued_at);
         chorus_format_double(val, sizeof(val), p->value);
@@ -316,6 +320,53 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
                  (long long)p->target_time, p->has_model_version ? "v" : "-",
                  p->has_model_version ? p->model_version : "");
         append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
+void chorus_state_add_watermark_read(chorus_state_t *st, const char *series) {
+        char key[CHORUS_NAME_MAX + 64];
+        const char *argv[] = {"GET", key};
+
+        base_key(st, key, sizeof(key), series);
+        strcat(key, ":aw");
+        append_command(st, 2, argv);
+}
+
+chorus_err_t chorus_state_take_epochs(chorus_state_t *st, size_t n, const char *const *topics,
+                                      const int32_t *partitions, int64_t *epochs, char *errstr,
+                                      size_t errstr_size) {
+        char key[400];
+        chorus_err_t err;
+
+        if (!st->ctx && (err = chorus_state_reconnect(st, errstr, errstr_size)))
+                return err;
+        for (size_t i = 0; i < n; i++) {
+                const char *argv[] = {"INCR", key};
+                snprintf(key, sizeof(key), "%s:epoch:{%s|%d}", st->cfg->redis_prefix, topics[i],
+                         (int)partitions[i]);
+                if (redisAppendCommandArgv(st->ctx, 2, argv, NULL) != REDIS_OK)
+                        goto io_error;
+        }
+        for (size_t i = 0; i < n; i++) {
+                redisReply *r = NULL;
+                if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r)
+                        goto io_error;
+                if (r->type != REDIS_REPLY_INTEGER) {
+                        snprintf(errstr, errstr_size, "redis INCR epoch: %s",
+                                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                        freeReplyObject(r);
+                        drop_connection(st); /* replies after it would be out of step */
+                        return CHORUS_ERR_REDIS;
+                }
+                epochs[i] = r->integer;
+                freeReplyObject(r);
+        }
+        return CHORUS_OK;
+
+io_error:
+        snprintf(errstr, errstr_size, "redis INCR epoch: %s",
+                 st->ctx->errstr[0] ? st->ctx->errstr : "connection lost");
+        drop_connection(st);
+        return CHORUS_ERR_REDIS;
 }
 
 void chorus_state_add_release(chorus_state_t *st, const char *series, const char *topic,
@@ -399,6 +450,7 @@ chorus_apply_status_t chorus_state_reply_status(const redisReply *r) {
             {"applied", CHORUS_APPLY_APPLIED}, {"duplicate", CHORUS_APPLY_DUPLICATE},
             {"stale", CHORUS_APPLY_STALE},     {"replayed", CHORUS_APPLY_REPLAYED},
             {"hold", CHORUS_APPLY_HOLD},       {"reemit", CHORUS_APPLY_REEMIT},
+            {"fenced", CHORUS_APPLY_FENCED},
         };
 
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
@@ -408,6 +460,28 @@ chorus_apply_status_t chorus_state_reply_status(const redisReply *r) {
                 if (!strcmp(r->element[0]->str, names[i].name))
                         return names[i].status;
         return CHORUS_APPLY_ERROR;
+}
+
+int64_t chorus_state_reply_watermark(const redisReply *r) {
+        const redisReply *w = r;
+
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+                chorus_apply_status_t status = chorus_state_reply_status(r);
+                if (r->elements != 2 || (status != CHORUS_APPLY_HOLD &&
+                                         status != CHORUS_APPLY_APPLIED &&
+                                         status != CHORUS_APPLY_DUPLICATE &&
+                                         status != CHORUS_APPLY_STALE))
+                        return -1;
+                w = r->element[1];
+        }
+        if (w && w->type == REDIS_REPLY_INTEGER)
+                return w->integer;
+        if (w && w->type == REDIS_REPLY_STRING && w->len > 0) {
+                char *end;
+                long long v = strtoll(w->str, &end, 10);
+                return *end ? -1 : v;
+        }
+        return -1;
 }
 
 static int parse_double(const redisReply *r, double *out) {

@@ -19,6 +19,7 @@
  *    restart or a rebalance.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "chorus/state.h"
 #include "chorus/util.h"
 #include "chorus/worker.h"
+#include "series_map.h"
 
 #define TXN_TIMEOUT_MS 30000
 
@@ -46,6 +48,7 @@ typedef struct entry {
         int64_t bucket;
         int64_t held_since_ms; /* wall clock of the first hold, 0 if never held */
         int attempts;          /* failed processing attempts */
+        size_t reply;          /* index of its reply in the batch; NO_REPLY if not sent */
         unsigned char *raw;    /* key bytes, then value bytes */
         size_t key_len, value_len;
         int has_key, has_value;
@@ -86,6 +89,17 @@ typedef struct dlq_done {
         int64_t committed; /* the partition's committed offset after it */
 } dlq_done_t;
 
+#define NO_REPLY ((size_t)-1)
+
+/* An assigned input partition: the epoch that fences its previous owners'
+ * Redis writes, and the batch named in its committed offset's metadata. */
+typedef struct owned {
+        const char *topic;
+        int32_t partition;
+        int64_t epoch; /* 0 until taken */
+        char committed_batch[64];
+} owned_t;
+
 /* Consume position of one assigned partition. */
 typedef struct position {
         const char *topic;
@@ -115,7 +129,15 @@ struct chorus_worker_s {
         VEC(dlq_done_t, dlq_done);       /* sent with the next round trip */
         VEC(dlq_done_t, batch_dlq_done); /* of the batch in flight */
         VEC(position_t, positions);
+        VEC(owned_t, owned);
+        VEC(chorus_name_t, wm_reads); /* series whose watermark this batch reads */
+        int refresh_owned;            /* assigned: take epochs, read commit metadata */
+        int fenced;                   /* a state call said another worker owns a partition */
+        size_t n_sent;                /* entries of the batch sent to Redis */
         size_t n_release_cmds; /* bookkeeping commands at the head of the pipeline */
+        chorus_series_map_t *actual_wm; /* newest actual watermark seen per series */
+        chorus_series_map_t *blocked;   /* series with a prediction waiting, this batch */
+        char batch_id[64];              /* of the batch being processed and committed */
 
         chorus_group_scratch_t scratch;
         chorus_forecast_t forecast;
@@ -246,8 +268,38 @@ static void forget_partitions(chorus_worker_t *w, const rd_kafka_topic_partition
                                             tp->topic, tp->partition))
                                 w->positions[kept++] = w->positions[j];
                 w->n_positions = kept;
+                kept = 0;
+                for (size_t j = 0; j < w->n_owned; j++)
+                        if (!same_partition(w->owned[j].topic, w->owned[j].partition, tp->topic,
+                                            tp->partition))
+                                w->owned[kept++] = w->owned[j];
+                w->n_owned = kept;
         }
 }
+
+static owned_t *owned_get(chorus_worker_t *w, const char *topic, int32_t partition) {
+        for (size_t i = 0; i < w->n_owned; i++)
+                if (same_partition(w->owned[i].topic, w->owned[i].partition, topic, partition))
+                        return &w->owned[i];
+        return NULL;
+}
+
+/* New partitions: their epochs and commit metadata are fetched before the
+ * next batch touches Redis (refresh_owned), not here in the callback. */
+static void own_partitions(chorus_worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
+        for (int i = 0; i < parts->cnt; i++) {
+                chorus_topic_role_t role;
+                const char *topic = input_role(w, parts->elems[i].topic, &role);
+                owned_t *o;
+
+                if (!topic || owned_get(w, topic, parts->elems[i].partition))
+                        continue;
+                o = VEC_PUSH(w, owned);
+                *o = (owned_t){topic, parts->elems[i].partition, 0, "-"};
+        }
+        w->refresh_owned = 1;
+}
+
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
@@ -255,6 +307,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 chorus_log_info("consumer", "msg=\"partitions assigned\" count=%d", parts->cnt);
+                own_partitions(w, parts);
                 rd_kafka_assign(rk, parts);
                 w->assigned_at_ms = now_ms();
         } else {
@@ -441,6 +494,10 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                          "emit.mode=complete is not implemented yet; use emit.mode=every");
                 goto fail;
         }
+        if (!(w->actual_wm = chorus_series_map_new()) || !(w->blocked = chorus_series_map_new())) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
+        }
         if (setup_codec(w, errstr, errstr_size))
                 goto fail;
         if (!(w->state = chorus_state_new(cfg, errstr, errstr_size)))
@@ -486,6 +543,10 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         free(w->dlq_done);
         free(w->batch_dlq_done);
         free(w->positions);
+        free(w->owned);
+        free(w->wm_reads);
+        chorus_series_map_destroy(w->actual_wm);
+        chorus_series_map_destroy(w->blocked);
         free(w);
 }
 
@@ -674,12 +735,41 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
                 memcpy(e->raw + e->key_len, m->payload, e->value_len);
 }
 
+/* Whether held or fresh prediction @p e waits in the worker instead of being
+ * sent: its series' actuals are known not to have reached its issued_at, or
+ * an earlier prediction of its series waits (order within a stream is kept).
+ * A prediction whose series' watermark is unknown is sent, and Redis decides
+ * (SPEC §9.2); so each prediction is sent once when its actuals are there. */
+static int waits_in_worker(chorus_worker_t *w, const entry_t *e, int force) {
+        const char *series = e->rec.prediction.series;
+        int64_t known;
+
+        if (chorus_series_map_get(w->blocked, series) >= 0)
+                return 1;
+        if (force)
+                return 0;
+        known = chorus_series_map_get(w->actual_wm, series);
+        if (known < 0 || known >= e->rec.prediction.issued_at)
+                return 0;
+        if (chorus_series_map_raise(w->blocked, series, 0) == 0)
+                snprintf(VEC_PUSH(w, wm_reads)[0], sizeof(chorus_name_t), "%s", series);
+        return 1;
+}
+
+static chorus_source_t source_of(chorus_worker_t *w, const entry_t *e) {
+        const owned_t *o = owned_get(w, e->topic, e->partition);
+        /* Not owned (cannot happen: revoked partitions' records are dropped):
+         * epoch 0 is older than any taken, so Redis refuses the call. */
+        return (chorus_source_t){e->topic, e->partition, e->offset, o ? o->epoch : 0,
+                                 o ? o->committed_batch : "-"};
+}
+
 static void queue_state_calls(chorus_worker_t *w) {
         int64_t now = now_ms();
-        char batch_id[64];
+        size_t next;
 
-        snprintf(batch_id, sizeof(batch_id), "%s-%" PRIu64, w->instance_id, ++w->batch_seq);
-        chorus_state_batch_begin(w->state, batch_id);
+        snprintf(w->batch_id, sizeof(w->batch_id), "%s-%" PRIu64, w->instance_id, ++w->batch_seq);
+        chorus_state_batch_begin(w->state, w->batch_id);
         for (size_t i = 0; i < w->n_releases; i++)
                 chorus_state_add_release(w->state, w->releases[i].series, w->releases[i].topic,
                                          w->releases[i].partition, w->releases[i].offset);
@@ -687,9 +777,14 @@ static void queue_state_calls(chorus_worker_t *w) {
                 chorus_state_add_dead_letter_done(w->state, w->dlq_done[i].topic,
                                                   w->dlq_done[i].partition,
                                                   w->dlq_done[i].committed, w->dlq_done[i].offset);
-        w->n_release_cmds = w->n_releases + w->n_dlq_done;
+        w->n_release_cmds = next = w->n_releases + w->n_dlq_done;
+        w->n_wm_reads = 0;
+        chorus_series_map_clear(w->blocked);
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
+                chorus_source_t src = source_of(w, e);
+
+                e->reply = NO_REPLY;
                 if (e->dead) {
                         chorus_state_add_dead_letter_seen(w->state, e->topic, e->partition,
                                                           e->offset);
@@ -698,15 +793,44 @@ static void queue_state_calls(chorus_worker_t *w) {
                         int force =
                             e->attempts > 0 || (e->held_since_ms &&
                                                 now - e->held_since_ms >= w->cfg->join_max_wait_ms);
+                        if (waits_in_worker(w, e, force))
+                                continue;
                         chorus_config_expected_models(w->cfg, e->rec.prediction.horizon,
                                                       &n_configured);
-                        chorus_state_add_prediction(w->state, &e->rec.prediction, e->topic,
-                                                    e->partition, e->offset, e->bucket, force,
-                                                    n_configured == 0);
+                        chorus_state_add_prediction(w->state, &e->rec.prediction, &src, e->bucket,
+                                                    force, n_configured == 0);
                 } else {
-                        chorus_state_add_actual(w->state, &e->rec.actual, e->topic, e->partition,
-                                                e->offset, e->bucket);
+                        chorus_state_add_actual(w->state, &e->rec.actual, &src, e->bucket);
                 }
+                e->reply = next++;
+                w->n_sent++;
+        }
+        for (size_t i = 0; i < w->n_wm_reads; i++)
+                chorus_state_add_watermark_read(w->state, w->wm_reads[i]);
+}
+
+/* What this batch's replies say of the series' actual watermarks. */
+static void learn_watermarks(chorus_worker_t *w) {
+        size_t base = chorus_state_batch_size(w->state) - w->n_wm_reads;
+
+        for (size_t i = 0; i < w->n_entries; i++) {
+                const entry_t *e = &w->entries[i];
+                int64_t wm;
+                if (e->reply == NO_REPLY || e->dead)
+                        continue;
+                wm = chorus_state_reply_watermark(chorus_state_batch_reply(w->state, e->reply));
+                if (wm >= 0)
+                        chorus_series_map_raise(w->actual_wm,
+                                                e->role == CHORUS_TOPIC_PREDICTIONS
+                                                    ? e->rec.prediction.series
+                                                    : e->rec.actual.series,
+                                                wm);
+        }
+        for (size_t i = 0; i < w->n_wm_reads; i++) {
+                int64_t wm =
+                    chorus_state_reply_watermark(chorus_state_batch_reply(w->state, base + i));
+                if (wm >= 0)
+                        chorus_series_map_raise(w->actual_wm, w->wm_reads[i], wm);
         }
 }
 
@@ -815,12 +939,15 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
         chorus_err_t kafka_err = CHORUS_OK;
         int64_t now = now_ms();
 
+        learn_watermarks(w);
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
-                const redisReply *r = chorus_state_batch_reply(w->state, w->n_release_cmds + i);
-                chorus_apply_status_t status = chorus_state_reply_status(r);
+                const redisReply *r =
+                    e->reply == NO_REPLY ? NULL : chorus_state_batch_reply(w->state, e->reply);
+                chorus_apply_status_t status =
+                    e->reply == NO_REPLY ? CHORUS_APPLY_HOLD : chorus_state_reply_status(r);
 
-                if (kafka_err) {
+                if (kafka_err || w->fenced) {
                         /* The batch will be aborted and re-read: just let go. */
                         free(e->raw);
                         continue;
@@ -873,6 +1000,16 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                         w->stats.replayed++;
                         free(e->raw);
                         break;
+                case CHORUS_APPLY_FENCED:
+                        /* A newer owner took the partition while this worker
+                         * was away (a zombie): stop before writing anything. */
+                        chorus_log_error("worker",
+                                         "msg=\"fenced: partition has a newer owner\" topic=%s "
+                                         "partition=%d offset=%" PRId64,
+                                         e->topic, (int)e->partition, e->offset);
+                        w->fenced = 1;
+                        free(e->raw);
+                        break;
                 case CHORUS_APPLY_HOLD:
                         if (!e->held_since_ms) {
                                 e->held_since_ms = now;
@@ -887,16 +1024,23 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                 }
         }
         w->n_entries = 0;
-        return kafka_err;
+        return w->fenced ? CHORUS_ERR_STATE : kafka_err;
 }
 
 /* The offsets to commit: per partition, after the last record handled, but
- * never beyond a held or retried record. NULL when nothing moved. */
-static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w) {
+ * never beyond a held or retried record. Every consumed partition is listed,
+ * moved or not, with the batch id as commit metadata: a snapshot tagged with
+ * the batch that a partition's metadata names belongs to a committed output,
+ * so a crash between the commit and the release cannot re-emit it (the
+ * records behind a held prediction's offset are read again). *moved is set
+ * when some offset moves. NULL when no partition was consumed. */
+static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w, int *moved) {
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
 
+        *moved = 0;
         for (size_t i = 0; i < w->n_positions; i++) {
                 position_t *pos = &w->positions[i];
+                rd_kafka_topic_partition_t *tp;
                 int64_t commit = pos->next_offset;
 
                 for (size_t j = 0; j < w->n_held; j++)
@@ -904,9 +1048,14 @@ static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w) {
                                            pos->partition) &&
                             w->held[j].offset < commit)
                                 commit = w->held[j].offset;
+                if (commit < 0 || commit < pos->committed_offset)
+                        continue;
                 if (commit > pos->committed_offset)
-                        rd_kafka_topic_partition_list_add(list, pos->topic, pos->partition)
-                            ->offset = commit;
+                        *moved = 1;
+                tp = rd_kafka_topic_partition_list_add(list, pos->topic, pos->partition);
+                tp->offset = commit;
+                tp->metadata = strdup(w->batch_id); /* freed with the list */
+                tp->metadata_size = tp->metadata ? strlen(w->batch_id) : 0;
         }
         if (!list->cnt) {
                 rd_kafka_topic_partition_list_destroy(list);
@@ -916,9 +1065,15 @@ static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w) {
 }
 
 static void offsets_committed(chorus_worker_t *w, const rd_kafka_topic_partition_list_t *list) {
-        for (int i = 0; list && i < list->cnt; i++)
-                position_get(w, list->elems[i].topic, list->elems[i].partition)->committed_offset =
-                    list->elems[i].offset;
+        for (int i = 0; list && i < list->cnt; i++) {
+                const rd_kafka_topic_partition_t *tp = &list->elems[i];
+                owned_t *o = owned_get(w, tp->topic, tp->partition);
+
+                position_get(w, tp->topic, tp->partition)->committed_offset = tp->offset;
+                if (o)
+                        snprintf(o->committed_batch, sizeof(o->committed_batch), "%s",
+                                 w->batch_id);
+        }
         /* The snapshots of this batch may go with the next round trip, and
          * its dead letters be recorded as committed. */
         for (size_t i = 0; i < w->n_batch_releases; i++)
@@ -950,10 +1105,11 @@ static chorus_err_t commit_plain(chorus_worker_t *w) {
         rd_kafka_topic_partition_list_t *list;
         rd_kafka_resp_err_t err;
         chorus_err_t cerr;
+        int moved; /* a partition that did not move is committed for its metadata */
 
         if ((cerr = flush_outputs(w)))
                 return cerr;
-        if (!(list = offsets_to_commit(w))) {
+        if (!(list = offsets_to_commit(w, &moved))) {
                 offsets_committed(w, NULL);
                 return CHORUS_OK;
         }
@@ -1030,7 +1186,8 @@ static chorus_err_t abort_and_rewind(chorus_worker_t *w) {
 
 /* exactly_once: the batch's outputs and offsets in one transaction. */
 static chorus_err_t commit_transaction(chorus_worker_t *w) {
-        rd_kafka_topic_partition_list_t *list = offsets_to_commit(w);
+        int moved;
+        rd_kafka_topic_partition_list_t *list = offsets_to_commit(w, &moved);
         rd_kafka_consumer_group_metadata_t *cgmd;
         rd_kafka_error_t *error = NULL;
 
@@ -1085,6 +1242,28 @@ static chorus_err_t release_committed(chorus_worker_t *w, volatile sig_atomic_t 
         return CHORUS_OK;
 }
 
+#ifdef CHORUS_FAULT_HOOKS
+/* Test builds only: CHORUS_FAULT_KILL_AFTER_COMMIT=N kills the process with
+ * SIGKILL right after the N-th commit that leaves snapshots to release while
+ * a prediction is held, the window in which a restart re-reads committed
+ * records (the fault suite's kill_at_release). */
+static void fault_after_commit(const chorus_worker_t *w) {
+        static long seen, at = -1;
+
+        if (at < 0) {
+                const char *v = getenv("CHORUS_FAULT_KILL_AFTER_COMMIT");
+                at = v && *v ? atol(v) : 0;
+        }
+        if (at > 0 && w->n_releases && w->n_held && ++seen == at) {
+                chorus_log_warn("fault", "msg=\"killing after commit\" releases=%zu held=%zu",
+                                w->n_releases, w->n_held);
+                raise(SIGKILL);
+        }
+}
+#else
+#define fault_after_commit(w) ((void)(w))
+#endif
+
 /* The end of a batch whose outputs are produced: commit its offsets (with
  * its transaction, if any), then release what the commit made safe. */
 static chorus_err_t commit_and_release(chorus_worker_t *w, volatile sig_atomic_t *stop,
@@ -1095,17 +1274,84 @@ static chorus_err_t commit_and_release(chorus_worker_t *w, volatile sig_atomic_t
         lap(t, &st->commit_us, &st->commit_max_us);
         if (err)
                 return err;
+        fault_after_commit(w);
         err = release_committed(w, stop);
         lap(t, &st->release_us, NULL);
         return err;
 }
 
+/* Whether committing now would move an offset. */
+static int offsets_would_move(chorus_worker_t *w) {
+        int moved = 0;
+        rd_kafka_topic_partition_list_t *list = offsets_to_commit(w, &moved);
+
+        if (list)
+                rd_kafka_topic_partition_list_destroy(list);
+        return moved;
+}
+
+/* After an assignment, before the next state call: a new epoch for every
+ * owned partition (fencing whoever held them before), and the batch id in
+ * each one's committed offset metadata. Retried until done or stopping: no
+ * state call may go out with a stale epoch. */
+static chorus_err_t refresh_owned(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        int backoff_ms = 100;
+
+        while (w->refresh_owned && w->n_owned) {
+                const char *topics[w->n_owned];
+                int32_t partitions[w->n_owned];
+                int64_t epochs[w->n_owned];
+                rd_kafka_topic_partition_list_t *parts =
+                    rd_kafka_topic_partition_list_new((int)w->n_owned);
+                rd_kafka_resp_err_t kerr;
+                char errstr[512] = "";
+                chorus_err_t err;
+
+                for (size_t i = 0; i < w->n_owned; i++) {
+                        topics[i] = w->owned[i].topic;
+                        partitions[i] = w->owned[i].partition;
+                        rd_kafka_topic_partition_list_add(parts, topics[i], partitions[i]);
+                }
+                err = chorus_state_take_epochs(w->state, w->n_owned, topics, partitions, epochs,
+                                               errstr, sizeof(errstr));
+                kerr = err ? RD_KAFKA_RESP_ERR_NO_ERROR
+                           : rd_kafka_committed(w->consumer, parts, 30000);
+                if (!err && !kerr) {
+                        for (int i = 0; i < parts->cnt; i++) {
+                                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                                owned_t *o = owned_get(w, tp->topic, tp->partition);
+                                size_t n = tp->metadata_size;
+
+                                if (!o)
+                                        continue;
+                                o->epoch = epochs[i];
+                                if (!tp->metadata || !n || n >= sizeof(o->committed_batch))
+                                        n = 0;
+                                memcpy(o->committed_batch, n ? tp->metadata : "-", n ? n : 1);
+                                o->committed_batch[n ? n : 1] = '\0';
+                        }
+                        w->refresh_owned = 0;
+                }
+                rd_kafka_topic_partition_list_destroy(parts);
+                if (!w->refresh_owned)
+                        break;
+                chorus_log_warn("worker",
+                                "msg=\"cannot take partition epochs yet, retrying\" ready=false "
+                                "err=\"%s\" backoff_ms=%d",
+                                err ? errstr : rd_kafka_err2str(kerr), backoff_ms);
+                if (*stop)
+                        return err ? err : CHORUS_ERR_KAFKA;
+                rd_kafka_poll(w->producer, backoff_ms);
+                if (backoff_ms < 5000)
+                        backoff_ms *= 2;
+        }
+        return CHORUS_OK;
+}
+
 static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         chorus_worker_stats_t *st = &w->stats;
-        rd_kafka_topic_partition_list_t *moved;
         uint64_t t = now_us();
         chorus_err_t err;
-        int had_entries;
 
         /* Held records first, in their order, then the fresh ones. */
         w->entries = chorus_grow(w->entries, &w->entries_cap, w->n_held + w->n_fresh + 1,
@@ -1116,8 +1362,13 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 memcpy(w->entries + w->n_held, w->fresh, w->n_fresh * sizeof(*w->fresh));
         w->n_entries = w->n_held + w->n_fresh;
         w->n_held = w->n_fresh = 0;
-        had_entries = w->n_entries > 0;
+        w->n_sent = 0;
 
+        if ((err = refresh_owned(w, stop))) {
+                free_entries(w->entries, w->n_entries);
+                w->n_entries = 0;
+                return err;
+        }
         if (w->n_entries || w->n_releases || w->n_dlq_done) {
                 w->stats.batches++;
                 queue_state_calls(w);
@@ -1140,12 +1391,9 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 return commit_and_release(w, stop, &t);
         }
 
-        /* An idle loop opens no transaction. */
-        if (!had_entries && !w->n_dlq) {
-                if (!(moved = offsets_to_commit(w)))
-                        return CHORUS_OK;
-                rd_kafka_topic_partition_list_destroy(moved);
-        }
+        /* A loop that only waits opens no transaction. */
+        if (!w->n_sent && !w->n_dlq && !offsets_would_move(w))
+                return handle_replies(w);
         if ((err = begin_transaction(w))) {
                 free_entries(w->entries, w->n_entries);
                 w->n_entries = 0;
@@ -1156,6 +1404,10 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 err = produce_dead_letters(w);
         clear_dead_letters(w);
         lap(&t, &st->produce_us, NULL);
+        if (w->fenced) {
+                abort_and_rewind(w);
+                return CHORUS_ERR_STATE;
+        }
         if (err) /* a produce failed: the transaction cannot commit */
                 return abort_and_rewind(w);
         return commit_and_release(w, stop, &t);

@@ -268,8 +268,8 @@ static redisReply *fcall_actual(run_t *run, const rec_t *r, const char *wm) {
         snprintf(win, sizeof(win), "%" PRId64, WIN);
         {
                 const char *argv[] = {
-                    "FCALL", "chorus_actual", "1", run->base, wm, "1", b, obs, val, ret, win};
-                return redisCommandArgv(rc, 11, argv, NULL);
+                    "FCALL", "chorus_actual", "1", run->base, wm, "1", b, obs, val, ret, win, "1"};
+                return redisCommandArgv(rc, 12, argv, NULL);
         }
 }
 
@@ -299,8 +299,9 @@ static redisReply *fcall_prediction(run_t *run, int h, const char *model, int k,
                                       b,           iss,
                                       val,         rec,
                                       win,         ret,
-                                      "1"};
-                return redisCommandArgv(rc, 17, argv, NULL);
+                                      "1",         "1",
+                                      "-"};
+                return redisCommandArgv(rc, 19, argv, NULL);
         }
 }
 
