@@ -96,10 +96,10 @@ REDIS_TIMEOUT_MS = 2000
 
 #: Keys left out of the Redis state comparison: transient hold markers,
 #: forecast snapshots kept for re-emission, the per-partition offset
-#: watermarks and the committed-dead-letter offsets (bookkeeping that
-#: legitimately differs with the input's offsets and commit timing;
-#: business state does not).
-EXCLUDED_KEY = re.compile(rb"(:held$|:snap$|:snap:|:wm$|:dlq:)")
+#: watermarks, the partition epochs (fencing) and the committed-dead-letter
+#: offsets (bookkeeping that legitimately differs with the input's offsets,
+#: assignments and commit timing; business state does not).
+EXCLUDED_KEY = re.compile(rb"(:held$|:snap$|:snap:|:wm$|:dlq:|:epoch:)")
 
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
 
@@ -313,7 +313,7 @@ def garbage_record(avro: AvroCodec, role: str, rng: random.Random, series_names:
         else:
             v = avro.encode("Actual", act_dict(bad, EPOCH_2024, 1.0))
     elif kind == "bad_time":
-        t = rng.choice([-1, -DAY_MS, 7_258_118_400_001, 2**62])
+        t = rng.choice([-1, -DAY_MS, 7_258_118_400_000, 7_258_118_400_001, 2**62])
         if role == "predictions":
             v = avro.encode("Prediction", pred_dict("good", s, t, EPOCH_2024 + DAY_MS, 1.0))
         else:

@@ -255,7 +255,9 @@ def wait_for_redis_key(r, pattern: str, timeout: float, what: str) -> list[bytes
 
 
 def is_transient(key: bytes) -> bool:
-    return key.endswith(b":held")
+    """Hold markers, and the partition epochs: a new owner takes a new epoch
+    to fence the old one, which is bookkeeping, not state."""
+    return key.endswith(b":held") or b":epoch:{" in key
 
 
 def dump_state(r, prefix: str) -> dict[bytes, Any]:
@@ -269,7 +271,8 @@ def dump_state(r, prefix: str) -> dict[bytes, Any]:
         if t == "string":
             v: Any = r.get(key)
         elif t == "hash":
-            v = sorted(r.hgetall(key).items())
+            # The epoch fields of base:wm change with every assignment.
+            v = sorted(kv for kv in r.hgetall(key).items() if not kv[0].startswith(b"e|"))
         elif t == "zset":
             v = r.zrange(key, 0, -1, withscores=True)
         elif t == "set":

@@ -420,7 +420,7 @@ def bad_records(avro, inputs) -> list[tuple[Sent, str]]:
         (P, pred(lower=float("-inf")), "non_finite"),
         (P, pred(series="Z L"), "invalid_name"),
         (P, pred(model_id="bad model"), "invalid_name"),
-        (P, pred(series="__ZL"), "invalid_name"),
+        (P, pred(series="__ZL"), "reserved_name"),
         (P, pred(horizon="1|D"), "invalid_name"),
         (P, pred(issued_at=-1), "timestamp_out_of_range"),
         (P, pred(target_time=TS_2200), "timestamp_out_of_range"),
@@ -434,7 +434,7 @@ def bad_records(avro, inputs) -> list[tuple[Sent, str]]:
         (A, actual(value=float("-inf")), "non_finite"),
         (A, actual(observed_at=-86_400_000), "timestamp_out_of_range"),
         (A, actual(observed_at=TS_2200 + 1), "timestamp_out_of_range"),
-        (A, actual(series="__x"), "invalid_name"),
+        (A, actual(series="__x"), "reserved_name"),
         (A, frame(2, abody[:-3]), "malformed_avro"),
     ]
     return [(Sent(t, f"bad-{i:02d}".encode(), v, label=f"bad-{i:02d} {code}"), code) for i, (t, v, code) in enumerate(cases)]
