@@ -108,8 +108,15 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
 /**
  * @brief Check a name against SPEC §1: 1..128 bytes of valid UTF-8, no
  *        control characters, no whitespace, no '|', not starting with "__".
- * @returns CHORUS_OK, CHORUS_ERR_INVALID_UTF8 or CHORUS_ERR_INVALID_NAME.
+ * @returns CHORUS_OK; CHORUS_ERR_INVALID_UTF8; CHORUS_ERR_INVALID_NAME when a
+ *          rule is broken; CHORUS_ERR_RESERVED_NAME for an otherwise valid
+ *          name that begins with "__" (checked last, so a malformed name is
+ *          always CHORUS_ERR_INVALID_NAME).
  */
 chorus_err_t chorus_name_check(const char *name, size_t len);
+
+/** The rules of chorus_name_check() in words, parenthesised, for messages:
+ *  "(1 to 128 bytes of UTF-8 without whitespace, ...)". */
+extern const char chorus_name_rules[];
 
 #endif /* CHORUS_CODEC_H */

@@ -17,7 +17,10 @@
  * wins over the seed variable it overlaps.
  *
  * Keys under `kafka.` are passed to librdkafka (rd_kafka_conf_set); a key
- * librdkafka rejects is a configuration error.
+ * librdkafka rejects is a configuration error. A plain `kafka.<key>` goes to
+ * the client(s) that librdkafka documents the key for (consumer, producer or
+ * both: chorus_config_kafka_applies()); `kafka.consumer.<key>` and
+ * `kafka.producer.<key>` go to that client only and win over `kafka.<key>`.
  */
 #ifndef CHORUS_CONFIG_H
 #define CHORUS_CONFIG_H
@@ -95,10 +98,26 @@ typedef struct chorus_schema_conf {
         char *file;
 } chorus_schema_conf_t;
 
+/**
+ * Which librdkafka client a kafka.* setting is for.
+ *
+ * As the argument of the functions below, CONSUMER or PRODUCER names the
+ * client being configured. As chorus_kv_t.client, it says how the entry was
+ * written: CHORUS_KAFKA_ANY for a plain `kafka.<key>`, CONSUMER or PRODUCER
+ * for `kafka.consumer.<key>` / `kafka.producer.<key>`.
+ */
+typedef enum chorus_kafka_client {
+        CHORUS_KAFKA_ANY = 0,  /**< kafka.<key>: the clients librdkafka documents it for */
+        CHORUS_KAFKA_CONSUMER, /**< kafka.consumer.<key>: the consumer only */
+        CHORUS_KAFKA_PRODUCER, /**< kafka.producer.<key>: the producer only */
+} chorus_kafka_client_t;
+
 /** Name/value pair passed to librdkafka. */
 typedef struct chorus_kv {
-        char *key; /**< without the "kafka." prefix */
+        char *key; /**< the librdkafka key: without "kafka.", "kafka.consumer." or
+                    *   "kafka.producer." */
         char *value;
+        chorus_kafka_client_t client; /**< how it was written (see chorus_kafka_client_t) */
 } chorus_kv_t;
 
 typedef struct chorus_config {
@@ -107,8 +126,14 @@ typedef struct chorus_config {
         size_t n_schemas;
         chorus_schema_conf_t *schemas;
 
+        /** kafka.* passthrough. Every CHORUS_KAFKA_ANY entry comes before every
+         *  override (CONSUMER/PRODUCER); within each group entries are in the
+         *  order their key was first set, and a key set again (same client)
+         *  keeps its place and takes the new value. So applying, in array
+         *  order, the entries that chorus_config_kafka_kv_applies() selects
+         *  lets an override win over the plain key. */
         size_t n_kafka;
-        chorus_kv_t *kafka; /**< kafka.* passthrough, in file order */
+        chorus_kv_t *kafka;
 
         char *redis_host;     /**< redis.host (127.0.0.1) */
         int redis_port;       /**< redis.port (6379) */
@@ -157,6 +182,11 @@ typedef struct chorus_config {
         int processing_max_attempts;             /**< processing.max_attempts (3) */
 
         int log_level; /**< log.level (info): a chorus_log_level_t, for the caller to apply */
+
+        /** worker.id (empty: automatic): names this worker instance; the
+         *  transactional.id is `<group.id>-<worker.id>`. Never NULL; a valid
+         *  SPEC §1 name when non-empty. See chorus_identity_acquire(). */
+        char *worker_id;
 
         /** rollout.canary_series / CANARY_SYMBOLS: sorted, unique. Stored only:
          *  rollout (SPEC §8) is a later feature. */
@@ -226,6 +256,62 @@ int chorus_config_horizon_allowed(const chorus_config_t *cfg, const char *horizo
  *          carry, is cfg->weights_method_name.
  */
 const char *chorus_weights_method_name(chorus_weights_method_t m);
+
+/* ------------------------------------------------------------------------ */
+/* Kafka passthrough routing                                                */
+/* ------------------------------------------------------------------------ */
+
+struct rd_kafka_conf_s;
+
+/**
+ * @brief Does the librdkafka property @p key apply to @p client?
+ *
+ * Uses librdkafka's own scope of each property (the C/P column of its
+ * CONFIGURATION.md, librdkafka 2.0.2): consumer-only properties (group.id,
+ * isolation.level, ...) apply to the consumer only, producer-only ones
+ * (acks, linger.ms, transactional.id, ...) to the producer only, and every
+ * other key, known to be for both or unknown to the table, to both.
+ *
+ * @param key     the librdkafka key, without any "kafka." prefix.
+ * @param client  CHORUS_KAFKA_CONSUMER or CHORUS_KAFKA_PRODUCER
+ *                (CHORUS_KAFKA_ANY: always non-zero).
+ * @returns non-zero if a plain `kafka.<key>` setting goes to @p client.
+ */
+int chorus_config_kafka_applies(const char *key, chorus_kafka_client_t client);
+
+/**
+ * @brief Does the entry @p kv go to @p client (CONSUMER or PRODUCER)?
+ * @returns for a plain entry, chorus_config_kafka_applies(kv->key, client);
+ *          for an override, whether it names @p client.
+ */
+int chorus_config_kafka_kv_applies(const chorus_kv_t *kv, chorus_kafka_client_t client);
+
+/**
+ * @brief The value librdkafka key @p key gets on @p client (CONSUMER or
+ *        PRODUCER) from the passthrough: its override if set, else the
+ *        plain key if it applies to @p client.
+ * @returns the value (owned by @p cfg), or NULL when @p cfg does not set it.
+ */
+const char *chorus_config_kafka_get(const chorus_config_t *cfg, const char *key,
+                                    chorus_kafka_client_t client);
+
+/**
+ * @brief Set on @p conf, in order, every kafka.* entry that goes to
+ *        @p client (CONSUMER or PRODUCER): the plain keys that apply to it,
+ *        then its overrides, so that an override wins.
+ *
+ * This is what chorus_config_finalize() runs to validate the passthrough,
+ * and what a caller building a client's rd_kafka_conf_t should run after
+ * its own defaults (so that the user's settings win over them).
+ *
+ * @param conf  a librdkafka rd_kafka_conf_t (borrowed; not destroyed).
+ * @returns CHORUS_OK, or CHORUS_ERR_CONFIG with @p errstr naming the key as
+ *          written (e.g. `kafka.consumer.session.timeout.ms: rejected by
+ *          librdkafka: ...`). On error @p conf holds the entries before it.
+ */
+chorus_err_t chorus_config_kafka_apply(const chorus_config_t *cfg, chorus_kafka_client_t client,
+                                       struct rd_kafka_conf_s *conf, char *errstr,
+                                       size_t errstr_size);
 
 /** @brief Write the Markdown configuration reference generated from the table
  *         to @p fp. @returns 0 or -1 on write error. */

@@ -22,6 +22,8 @@ typedef enum chorus_err {
         CHORUS_ERR_TRAILING_BYTES,    /**< "trailing_bytes": bytes left after the record */
         CHORUS_ERR_INVALID_UTF8,      /**< "invalid_utf8" */
         CHORUS_ERR_INVALID_NAME,      /**< "invalid_name": breaks SPEC §1 naming rules */
+        CHORUS_ERR_RESERVED_NAME,     /**< "reserved_name": a well-formed name with the reserved
+                                       *   "__" prefix (SPEC §1, e.g. __ensemble__) */
         CHORUS_ERR_NON_FINITE,        /**< "non_finite": NaN or +-Inf */
         CHORUS_ERR_BAD_TIMESTAMP,     /**< "timestamp_out_of_range": outside [1970, 2200) */
         CHORUS_ERR_UNKNOWN_HORIZON,   /**< "unknown_horizon": not in the configured list */

@@ -10,9 +10,12 @@
  *     not valid UTF-8 is reported as such before any naming rule is applied,
  *     so the error class does not depend on where in the name a problem is.
  *   - A name is 1..CHORUS_NAME_MAX bytes with no control character (C0, DEL,
- *     C1), no Unicode White_Space character, no '|' (the key separator of the
- *     output topics) and no leading "__" (reserved for internal series such
- *     as __ensemble__).
+ *     C1), no Unicode White_Space character and no '|' (the key separator of
+ *     the output topics); breaking one of these is CHORUS_ERR_INVALID_NAME.
+ *   - A name that obeys every rule above but begins with "__" is reserved
+ *     for internal series such as __ensemble__: CHORUS_ERR_RESERVED_NAME, a
+ *     reason code of its own (SPEC §2), checked last so that it is never
+ *     reported for a name that is also malformed.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -127,10 +130,6 @@ chorus_err_t chorus_codec_name_explain(const char *name, size_t len, char *why, 
         }
         if ((err = chorus_codec_utf8_check(name, len, why, why_size)))
                 return err;
-        if (len >= 2 && name[0] == '_' && name[1] == '_') {
-                chorus_seterr(why, why_size, "names beginning with \"__\" are reserved");
-                return CHORUS_ERR_INVALID_NAME;
-        }
         while (i < len) {
                 size_t at = i;
                 long cp = utf8_next(u, len, &i); /* cannot fail: validated above */
@@ -152,8 +151,18 @@ chorus_err_t chorus_codec_name_explain(const char *name, size_t len, char *why, 
                         return CHORUS_ERR_INVALID_NAME;
                 }
         }
+        /* Last, so that reserved_name means "well-formed, but in the
+         * reserved namespace": a name that also breaks a rule above is
+         * invalid_name, whatever its prefix. */
+        if (len >= 2 && name[0] == '_' && name[1] == '_') {
+                chorus_seterr(why, why_size, "names beginning with \"__\" are reserved");
+                return CHORUS_ERR_RESERVED_NAME;
+        }
         return CHORUS_OK;
 }
+
+const char chorus_name_rules[] = "(1 to 128 bytes of UTF-8 without whitespace, control "
+                                 "characters or '|', not starting with \"__\")";
 
 chorus_err_t chorus_name_check(const char *name, size_t len) {
         return chorus_codec_name_explain(name, len, NULL, 0);

@@ -19,6 +19,8 @@ static const struct {
     [CHORUS_ERR_TRAILING_BYTES] = {"trailing_bytes", "Bytes left over after the record"},
     [CHORUS_ERR_INVALID_UTF8] = {"invalid_utf8", "String is not valid UTF-8"},
     [CHORUS_ERR_INVALID_NAME] = {"invalid_name", "Name breaks the naming rules"},
+    [CHORUS_ERR_RESERVED_NAME] = {"reserved_name",
+                                  "Name begins with \"__\", which is reserved for internal use"},
     [CHORUS_ERR_NON_FINITE] = {"non_finite", "Value is NaN or infinite"},
     [CHORUS_ERR_BAD_TIMESTAMP] = {"timestamp_out_of_range",
                                   "Timestamp before 1970-01-01 or at/after 2200-01-01"},

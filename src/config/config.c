@@ -47,10 +47,6 @@ _Static_assert(sizeof(int) == sizeof(int32_t), "int width");
 #define FILE_MAX_BYTES (4u << 20) /* a config file is small; this bounds a mistake */
 #define SHOW_MAX       96         /* bytes of user text echoed in a message */
 
-/* SPEC §1, as every message about a bad series, horizon or model name says it. */
-static const char name_rules[] = "(1 to 128 bytes of UTF-8 without whitespace, control "
-                                 "characters or '|', not starting with \"__\")";
-
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
 /* ------------------------------------------------------------------------ */
@@ -355,7 +351,8 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                         return 0;
                 show(ref->name, shown, sizeof(shown));
                 chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid %s name %s",
-                              ref->prop->name, shown, scope_noun(ref->prop->scope), name_rules);
+                              ref->prop->name, shown, scope_noun(ref->prop->scope),
+                              chorus_name_rules);
                 return -1;
         case CONF_SCOPE_SCHEMA:
                 if (parse_schema_id(ref->name, &ref->id) == 0)
@@ -365,21 +362,25 @@ static int check_placeholder(keyref_t *ref, char *errstr, size_t errstr_size) {
                               "%s: \"%s\" is not a schema id (an integer in [1, 2147483647])",
                               ref->prop->name, shown);
                 return -1;
-        case CONF_SCOPE_KAFKA:
+        case CONF_SCOPE_KAFKA: {
+                /* The row's fixed part: "kafka.", "kafka.consumer.", ... */
+                int plen = (int)(strchr(ref->prop->name, '<') - ref->prop->name);
+
                 for (const char *p = ref->name; *p; p++)
                         if ((unsigned char)*p <= ' ' || *p == 0x7f) {
                                 show(ref->name, shown, sizeof(shown));
                                 chorus_seterr(errstr, errstr_size,
-                                              "kafka.%s: librdkafka keys contain no whitespace or "
+                                              "%.*s%s: librdkafka keys contain no whitespace or "
                                               "control characters",
-                                              shown);
+                                              plen, ref->prop->name, shown);
                                 return -1;
                         }
                 if (*ref->name)
                         return 0;
-                chorus_seterr(errstr, errstr_size,
-                              "kafka.: missing librdkafka key after \"kafka.\"");
+                chorus_seterr(errstr, errstr_size, "%.*s: missing librdkafka key after \"%.*s\"",
+                              plen, ref->prop->name, plen, ref->prop->name);
                 return -1;
+        }
         case CONF_SCOPE_GLOBAL:
                 break;
         }
@@ -506,12 +507,24 @@ static int resolve_key(const char *key, keyref_t *ref, char **bufp, char *errstr
         memset(ref, 0, sizeof(*ref));
         *bufp = xcalloc(1, strlen(key) + 1);
 
-        /* librdkafka keys are dotted and never quoted: take the rest verbatim. */
+        /* librdkafka keys are dotted and never quoted: take the rest verbatim,
+         * after the longest kafka row prefix that matches, so that
+         * kafka.consumer.group.id is the consumer override of group.id. No
+         * librdkafka property starts with "consumer." or "producer.". */
         if (!strncmp(key, "kafka.", 6)) {
-                for (size_t i = 0; i < chorus_conf_props_cnt; i++)
-                        if (chorus_conf_props[i].type == CONF_KAFKA)
-                                ref->prop = &chorus_conf_props[i];
-                strcpy(*bufp, key + 6);
+                size_t best = 0;
+                for (size_t i = 0; i < chorus_conf_props_cnt; i++) {
+                        const conf_prop_t *prop = &chorus_conf_props[i];
+                        size_t plen;
+                        if (prop->type != CONF_KAFKA)
+                                continue;
+                        plen = (size_t)(strchr(prop->name, '<') - prop->name);
+                        if (plen > best && !strncmp(key, prop->name, plen)) {
+                                best = plen;
+                                ref->prop = prop;
+                        }
+                }
+                strcpy(*bufp, key + best);
                 ref->name = *bufp;
                 return check_placeholder(ref, errstr, errstr_size);
         }
@@ -656,7 +669,7 @@ static int parse_names(const conf_prop_t *prop, const char *key, const char *s, 
                 if (chorus_name_check(start, (size_t)(stop - start)) != CHORUS_OK) {
                         show_n(start, (size_t)(stop - start), shown, sizeof(shown));
                         chorus_seterr(errstr, errstr_size, "%s: \"%s\" is not a valid name %s", key,
-                                      shown, name_rules);
+                                      shown, chorus_name_rules);
                         goto fail;
                 }
                 memcpy(names[n], start, (size_t)(stop - start));
@@ -893,16 +906,26 @@ static void store_i32(char *p, int64_t v) {
         memcpy(p, &x, sizeof(x));
 }
 
-static void store_kafka(chorus_config_t *cfg, const char *key, char *value) {
+/* Keeps the order of chorus_config_t.kafka: plain entries, then overrides,
+ * each in first-set order. */
+static void store_kafka(chorus_config_t *cfg, const char *key, chorus_kafka_client_t client,
+                        char *value) {
+        size_t at = cfg->n_kafka;
+
         for (size_t i = 0; i < cfg->n_kafka; i++)
-                if (!strcmp(cfg->kafka[i].key, key)) {
+                if (cfg->kafka[i].client == client && !strcmp(cfg->kafka[i].key, key)) {
                         free(cfg->kafka[i].value);
                         cfg->kafka[i].value = value;
                         return;
                 }
+        if (client == CHORUS_KAFKA_ANY) /* before the first override */
+                for (at = 0; at < cfg->n_kafka && cfg->kafka[at].client == CHORUS_KAFKA_ANY; at++)
+                        ;
         cfg->kafka = xrealloc(cfg->kafka, (cfg->n_kafka + 1) * sizeof(*cfg->kafka));
-        cfg->kafka[cfg->n_kafka].key = xstrdup(key);
-        cfg->kafka[cfg->n_kafka].value = value;
+        memmove(cfg->kafka + at + 1, cfg->kafka + at, (cfg->n_kafka - at) * sizeof(*cfg->kafka));
+        cfg->kafka[at].key = xstrdup(key);
+        cfg->kafka[at].value = value;
+        cfg->kafka[at].client = client;
         cfg->n_kafka++;
 }
 
@@ -913,7 +936,7 @@ static void store_value(chorus_config_t *cfg, const keyref_t *ref, const char *v
         char *base, *field;
 
         if (prop->type == CONF_KAFKA) {
-                store_kafka(cfg, ref->name, v->s);
+                store_kafka(cfg, ref->name, prop->client, v->s);
                 v->s = NULL;
                 return;
         }
@@ -1040,6 +1063,7 @@ void chorus_config_destroy(chorus_config_t *cfg) {
         free(cfg->redis_host);
         free(cfg->redis_password);
         free(cfg->redis_prefix);
+        free(cfg->worker_id);
         free(cfg->models);
         free(cfg->horizons);
         for (size_t i = 0; i < cfg->n_horizon_confs; i++)
@@ -1378,6 +1402,18 @@ static chorus_err_t apply_chorus_var(chorus_config_t *cfg, const char *entry, ch
                 const conf_prop_t *prop = &chorus_conf_props[i];
                 if (!env_match_prop(prop, var, len, &cand))
                         continue;
+                if (ref.prop && ref.prop->type == CONF_KAFKA && prop->type == CONF_KAFKA) {
+                        /* CHORUS_KAFKA_CONSUMER_X is kafka.consumer.x, as in
+                         * a file: the longer fixed prefix (shorter key) wins. */
+                        if (strlen(cand) < strlen(name)) {
+                                free(name);
+                                ref.prop = prop;
+                                ref.name = name = cand;
+                        } else {
+                                free(cand);
+                        }
+                        continue;
+                }
                 if (ref.prop) {
                         /* Two rows read the same variable: refuse to guess. */
                         keyref_t other = {prop, cand, 0};
@@ -1434,9 +1470,11 @@ chorus_err_t chorus_config_load_env(chorus_config_t *cfg, char **envp, char *err
         for (char **e = envp; *e; e++) {
                 if (strncmp(*e, "CHORUS_", 7) || !strchr(*e, '='))
                         continue;
-                /* CHORUS_CONFIG names the file; CHORUS_TEST_* belong to the
-                 * test harness. */
-                if (!strncmp(*e, "CHORUS_CONFIG=", 14) || !strncmp(*e, "CHORUS_TEST_", 12))
+                /* CHORUS_CONFIG names the file; CHORUS_LOCK_DIR is read by
+                 * chorus_identity_acquire() (automatic worker ids);
+                 * CHORUS_TEST_* belong to the test harness. */
+                if (!strncmp(*e, "CHORUS_CONFIG=", 14) || !strncmp(*e, "CHORUS_LOCK_DIR=", 16) ||
+                    !strncmp(*e, "CHORUS_TEST_", 12))
                         continue;
                 err = apply_chorus_var(cfg, *e, errstr, errstr_size);
                 if (err)
@@ -1530,27 +1568,81 @@ static chorus_err_t check_schemas(const chorus_config_t *cfg, char *errstr, size
         return CHORUS_OK;
 }
 
+/* The CONF_KAFKA row entries of @p client are written with. */
+static const conf_prop_t *kafka_row(chorus_kafka_client_t client) {
+        for (size_t i = 0; i < chorus_conf_props_cnt; i++)
+                if (chorus_conf_props[i].type == CONF_KAFKA &&
+                    chorus_conf_props[i].client == client)
+                        return &chorus_conf_props[i];
+        abort(); /* the table lacks a kafka row */
+}
+
+/* An entry's key as the user wrote it: kafka.consumer.group.id. */
+static void kafka_key(const chorus_kv_t *kv, char *buf, size_t size) {
+        keyref_t ref = {kafka_row(kv->client), kv->key, 0};
+        format_key(&ref, buf, size);
+}
+
+static const char *client_noun(chorus_kafka_client_t client) {
+        return client == CHORUS_KAFKA_CONSUMER ? "consumer" : "producer";
+}
+
+chorus_err_t chorus_config_kafka_apply(const chorus_config_t *cfg, chorus_kafka_client_t client,
+                                       struct rd_kafka_conf_s *conf, char *errstr,
+                                       size_t errstr_size) {
+        char why[512], key[SHOW_MAX * 2 + 64];
+
+        for (size_t i = 0; i < cfg->n_kafka; i++) {
+                const chorus_kv_t *kv = &cfg->kafka[i];
+                if (!chorus_config_kafka_kv_applies(kv, client))
+                        continue;
+                why[0] = '\0';
+                if (rd_kafka_conf_set(conf, kv->key, kv->value, why, sizeof(why)) !=
+                    RD_KAFKA_CONF_OK) {
+                        kafka_key(kv, key, sizeof(key));
+                        chorus_seterr(errstr, errstr_size, "%s: rejected by librdkafka: %s", key,
+                                      why);
+                        return CHORUS_ERR_CONFIG;
+                }
+        }
+        return CHORUS_OK;
+}
+
+/* Each client's settings go through librdkafka as the worker will set
+ * them, on a conf of their own. */
 static chorus_err_t check_kafka(const chorus_config_t *cfg, char *errstr, size_t errstr_size) {
-        rd_kafka_conf_t *conf;
-        char why[512], shown[SHOW_MAX + 8];
-        chorus_err_t err = CHORUS_OK;
+        static const chorus_kafka_client_t clients[] = {CHORUS_KAFKA_CONSUMER,
+                                                        CHORUS_KAFKA_PRODUCER};
+        char key[SHOW_MAX * 2 + 64], shown[SHOW_MAX + 8];
 
         if (!cfg->n_kafka)
                 return CHORUS_OK;
-        conf = rd_kafka_conf_new();
+        /* An override for the client that does not read the property would
+         * only earn a librdkafka warning and be ignored: say so now. */
         for (size_t i = 0; i < cfg->n_kafka; i++) {
-                why[0] = '\0';
-                if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why,
-                                      sizeof(why)) != RD_KAFKA_CONF_OK) {
-                        show(cfg->kafka[i].key, shown, sizeof(shown));
-                        chorus_seterr(errstr, errstr_size, "kafka.%s: rejected by librdkafka: %s",
-                                      shown, why);
-                        err = CHORUS_ERR_CONFIG;
-                        break;
-                }
+                const chorus_kv_t *kv = &cfg->kafka[i];
+                chorus_kafka_client_t scope = chorus_conf_kafka_scope(kv->key);
+                if (kv->client == CHORUS_KAFKA_ANY || scope == CHORUS_KAFKA_ANY ||
+                    scope == kv->client)
+                        continue;
+                kafka_key(kv, key, sizeof(key));
+                show(kv->key, shown, sizeof(shown));
+                chorus_seterr(errstr, errstr_size,
+                              "%s: %s is a %s property, which the %s does not read; set "
+                              "kafka.%s or kafka.%s.%s",
+                              key, shown, client_noun(scope), client_noun(kv->client), shown,
+                              client_noun(scope), shown);
+                return CHORUS_ERR_CONFIG;
         }
-        rd_kafka_conf_destroy(conf);
-        return err;
+        for (size_t c = 0; c < sizeof(clients) / sizeof(clients[0]); c++) {
+                rd_kafka_conf_t *conf = rd_kafka_conf_new();
+                chorus_err_t err =
+                    chorus_config_kafka_apply(cfg, clients[c], conf, errstr, errstr_size);
+                rd_kafka_conf_destroy(conf);
+                if (err)
+                        return err;
+        }
+        return CHORUS_OK;
 }
 
 chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t errstr_size) {

@@ -65,13 +65,17 @@ static const char intro[] =
     "  `CHORUS_SCHEMA_7_FILE=/etc/chorus/regime_v2.avsc`.\n"
     "- `CHORUS_KAFKA_<KEY>` sets `kafka.<key>`, with the key lower-cased and\n"
     "  `_` written as `.`: `CHORUS_KAFKA_BOOTSTRAP_SERVERS` is\n"
-    "  `kafka.bootstrap.servers`.\n"
+    "  `kafka.bootstrap.servers`. `CHORUS_KAFKA_CONSUMER_<KEY>` and\n"
+    "  `CHORUS_KAFKA_PRODUCER_<KEY>` set the overrides `kafka.consumer.<key>` and\n"
+    "  `kafka.producer.<key>`.\n"
     "- Variables are matched against the key table, so `CHORUS_WEIGHTS_MIN_SAMPLES`\n"
     "  is `weights.min_samples` although `_` also separates words; a variable\n"
     "  that two keys could read is an error.\n"
     "- An empty value is a value: `CHORUS_HORIZONS=` clears the horizon list.\n"
     "- A `CHORUS_` variable that matches no key is an error, except\n"
-    "  `CHORUS_CONFIG` (the file path) and `CHORUS_TEST_*` (the test harness).\n"
+    "  `CHORUS_CONFIG` (the file path), `CHORUS_LOCK_DIR` (where automatic\n"
+    "  worker ids are locked, see `worker.id`) and `CHORUS_TEST_*` (the test\n"
+    "  harness).\n"
     "\n"
     "The seed system's variables (SPEC §8) still work. They are applied before\n"
     "the `CHORUS_` variables, so a `CHORUS_` variable wins where both apply.\n"
@@ -89,7 +93,10 @@ static const char intro[] =
     "`equal`). |\n"
     "| `CANARY_SYMBOLS=<a,b>` | Sets `rollout.canary_series` (stored only: rollout is a later "
     "feature). |\n"
-    "\n"
+    "\n";
+
+/* Split from intro: ISO C bounds a string literal's length. */
+static const char intro_checks[] =
     "## Checks across keys\n"
     "\n"
     "After loading, these must hold:\n"
@@ -102,7 +109,10 @@ static const char intro[] =
     "- `schema.<id>.record` and `schema.<id>.file` come together, the file is a\n"
     "  readable non-empty file, and a topic's `schema_id` does not name a schema\n"
     "  of another record type;\n"
-    "- librdkafka accepts every `kafka.*` key and value.\n";
+    "- `kafka.consumer.<key>` does not name a producer-only librdkafka property,\n"
+    "  nor `kafka.producer.<key>` a consumer-only one;\n"
+    "- librdkafka accepts every `kafka.*` key and value, set as each client gets\n"
+    "  them.\n";
 
 /* Writes a table cell, escaping the pipe that would end it. */
 static void cell(FILE *fp, const char *s) {
@@ -142,6 +152,7 @@ static void write_row(FILE *fp, const conf_prop_t *prop) {
 
 int chorus_config_write_reference(FILE *fp) {
         fputs(intro, fp);
+        fputs(intro_checks, fp);
         for (int sec = 0; sec < CONF_SEC__COUNT; sec++) {
                 fprintf(fp, "\n## %s\n\n%s\n\n", chorus_conf_sections[sec].title,
                         chorus_conf_sections[sec].intro);

@@ -23,7 +23,7 @@ typedef enum conf_type {
         CONF_ENUM,     /**< integer field of `size` bytes, from `values` */
         CONF_DURATION, /**< int64_t milliseconds: "1d", "1h", "15m", "30s", "500ms", "250" */
         CONF_NAMES,    /**< comma list: chorus_name_t * at off, size_t count at aux_off */
-        CONF_KAFKA,    /**< kafka.<key> passthrough, stored in order */
+        CONF_KAFKA,    /**< kafka[.consumer|.producer].<key> passthrough, stored in order */
 } conf_type_t;
 
 /** Which struct a row's offsets are relative to; fixed by its placeholder. */
@@ -32,7 +32,8 @@ typedef enum conf_scope {
         CONF_SCOPE_SERIES,  /**< chorus_series_conf_t, placeholder <series> */
         CONF_SCOPE_HORIZON, /**< chorus_horizon_conf_t, placeholder <horizon> */
         CONF_SCOPE_SCHEMA,  /**< chorus_schema_conf_t, placeholder <id> */
-        CONF_SCOPE_KAFKA,   /**< cfg->kafka, placeholder <key> (the rest of the key) */
+        CONF_SCOPE_KAFKA,   /**< cfg->kafka, placeholder <key> (the rest of the key);
+                             *   the row's `client` says which client the entries are for */
 } conf_scope_t;
 
 typedef enum conf_section {
@@ -47,6 +48,7 @@ typedef enum conf_section {
         CONF_SEC_BATCH,
         CONF_SEC_LOG,
         CONF_SEC_ROLLOUT,
+        CONF_SEC_WORKER,
         CONF_SEC_KAFKA,
         CONF_SEC__COUNT
 } conf_section_t;
@@ -83,6 +85,10 @@ typedef struct conf_prop {
         const conf_enum_value_t *values; /**< CONF_ENUM: terminated by a NULL name */
         /** Extra check of a string value; writes the reason (no key) to errstr. */
         int (*check)(const char *value, char *errstr, size_t errstr_size);
+        /** CONF_KAFKA: the client the row's entries go to (chorus_kv_t.client):
+         *  CHORUS_KAFKA_ANY for kafka.<key>, routed by librdkafka's scope of
+         *  the key; CHORUS_KAFKA_CONSUMER / _PRODUCER for the overrides. */
+        chorus_kafka_client_t client;
         const char *desc; /**< one or more sentences of Markdown */
 } conf_prop_t;
 
@@ -103,5 +109,12 @@ void chorus_conf_duration_fmt(int64_t ms, char *buf, size_t size);
 
 /** Env var spelling of a row: CHORUS_WEIGHTS_MIN_SAMPLES, CHORUS_SERIES_<series>_MIN. */
 void chorus_conf_prop_envname(const conf_prop_t *prop, char *buf, size_t size);
+
+/**
+ * librdkafka's scope of property @p key (config_kafka.c):
+ * CHORUS_KAFKA_CONSUMER (C), CHORUS_KAFKA_PRODUCER (P), or CHORUS_KAFKA_ANY
+ * for a property of both clients (*) or one the table does not know.
+ */
+chorus_kafka_client_t chorus_conf_kafka_scope(const char *key);
 
 #endif /* CHORUS_CONFIG_INT_H */

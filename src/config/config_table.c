@@ -58,6 +58,15 @@ static int check_key_prefix(const char *v, char *errstr, size_t errstr_size) {
         return 0;
 }
 
+/* worker.id: empty (automatic) or a SPEC §1 name. */
+static int check_worker_id(const char *v, char *errstr, size_t errstr_size) {
+        if (!*v || chorus_name_check(v, strlen(v)) == CHORUS_OK)
+                return 0;
+        snprintf(errstr, errstr_size, "is not a valid worker id %s; empty means automatic",
+                 chorus_name_rules);
+        return -1;
+}
+
 static int check_path(const char *v, char *errstr, size_t errstr_size) {
         if (!*v) {
                 snprintf(errstr, errstr_size, "must not be empty");
@@ -471,12 +480,52 @@ const conf_prop_t chorus_conf_props[] = {
      .desc = "Comma list of series the challenger serves in canary mode. Stored and "
              "validated only: rollout is a later feature. Also set by `CANARY_SYMBOLS`."},
 
+    {.name = "worker.id",
+     .type = CONF_STRING,
+     .section = CONF_SEC_WORKER,
+     G(worker_id),
+     .def = "",
+     .check = check_worker_id,
+     .desc = "Names this worker instance. With `processing.guarantee = exactly_once` its "
+             "Kafka `transactional.id` is `<group.id>-<worker.id>`, so the id must be unique "
+             "among the live workers of a consumer group and stay the same across restarts "
+             "of one instance: a restarted instance then fences its predecessor's open "
+             "transaction at once instead of waiting for it to time out. Follows the naming "
+             "rules of SPEC §1. Empty: automatic, `<hostname>-<n>`, where `n` (0, 1, 2, ...) is "
+             "the lowest instance slot of this group on this host that no live worker holds "
+             "(an exclusive lock on `chorus-<group>-<n>.lock` in `$CHORUS_LOCK_DIR`, else "
+             "`$XDG_RUNTIME_DIR`, else `/tmp`; a worker that dies, even by `kill -9`, frees "
+             "its slot for its replacement). Set it explicitly when the hostname changes "
+             "across restarts (e.g. a container with a generated hostname: use a stable pod "
+             "name), when two hosts share a hostname, or when workers of one host do not "
+             "share a lock directory."},
+
     {.name = "kafka.<key>",
      .type = CONF_KAFKA,
      .scope = CONF_SCOPE_KAFKA,
      .section = CONF_SEC_KAFKA,
-     .desc = "Passed to librdkafka as `<key>` (e.g. `kafka.bootstrap.servers`), in file "
-             "order; a key or value librdkafka rejects is an error."},
+     .client = CHORUS_KAFKA_ANY,
+     .desc = "Passed to librdkafka as `<key>` (e.g. `kafka.bootstrap.servers`), to the "
+             "clients librdkafka documents the key for: consumer-only keys (`group.id`, "
+             "`isolation.level`, ...) to the consumer, producer-only keys (`acks`, "
+             "`linger.ms`, ...) to the producer, every other key to both. A key or value "
+             "librdkafka rejects is an error."},
+    {.name = "kafka.consumer.<key>",
+     .type = CONF_KAFKA,
+     .scope = CONF_SCOPE_KAFKA,
+     .section = CONF_SEC_KAFKA,
+     .client = CHORUS_KAFKA_CONSUMER,
+     .desc = "Passed as `<key>` to the consumer only, after the `kafka.<key>` settings, so it "
+             "wins over `kafka.<key>` there (e.g. `kafka.consumer.client.id`). A producer-only "
+             "`<key>` is an error."},
+    {.name = "kafka.producer.<key>",
+     .type = CONF_KAFKA,
+     .scope = CONF_SCOPE_KAFKA,
+     .section = CONF_SEC_KAFKA,
+     .client = CHORUS_KAFKA_PRODUCER,
+     .desc = "Passed as `<key>` to the producer only, after the `kafka.<key>` settings, so it "
+             "wins over `kafka.<key>` there (e.g. `kafka.producer.client.id`). A consumer-only "
+             "`<key>` is an error."},
 };
 
 const size_t chorus_conf_props_cnt = sizeof(chorus_conf_props) / sizeof(chorus_conf_props[0]);
@@ -510,8 +559,13 @@ const conf_section_info_t chorus_conf_sections[CONF_SEC__COUNT] = {
                           "Profiles, canary and shadow (SPEC §8) are a later feature; these "
                           "keys are accepted and checked so that configurations can be "
                           "written ahead of it."},
+    [CONF_SEC_WORKER] = {"Worker identity",
+                         "How a worker instance names itself to Kafka (SPEC §9.1: a worker "
+                         "killed and restarted converges)."},
     [CONF_SEC_KAFKA] = {"Kafka passthrough",
                         "Every key under `kafka.` goes to librdkafka unchanged "
                         "(`rd_kafka_conf_set`); see librdkafka's CONFIGURATION.md for the "
-                        "keys. `check-config` runs each one through librdkafka."},
+                        "keys. Each client gets the plain keys that apply to it, then its own "
+                        "overrides, after Chorus's defaults, so the user's settings win. "
+                        "`check-config` runs each client's settings through librdkafka."},
 };

@@ -467,10 +467,9 @@ int64_t chorus_state_reply_watermark(const redisReply *r) {
 
         if (r && r->type == REDIS_REPLY_ARRAY) {
                 chorus_apply_status_t status = chorus_state_reply_status(r);
-                if (r->elements != 2 || (status != CHORUS_APPLY_HOLD &&
-                                         status != CHORUS_APPLY_APPLIED &&
-                                         status != CHORUS_APPLY_DUPLICATE &&
-                                         status != CHORUS_APPLY_STALE))
+                if (r->elements != 2 ||
+                    (status != CHORUS_APPLY_HOLD && status != CHORUS_APPLY_APPLIED &&
+                     status != CHORUS_APPLY_DUPLICATE && status != CHORUS_APPLY_STALE))
                         return -1;
                 w = r->element[1];
         }

@@ -153,8 +153,8 @@ static int try_slot(const char *dir, const char *part, int n, char *errstr, size
 
         len = snprintf(path, sizeof(path), "%s/chorus-%s-%d.lock", dir, part, n);
         if (len < 0 || (size_t)len >= sizeof(path)) {
-                chorus_seterr(errstr, errstr_size, "worker id: lock file path in \"%s\" is too long",
-                              dir);
+                chorus_seterr(errstr, errstr_size,
+                              "worker id: lock file path in \"%s\" is too long", dir);
                 return -2;
         }
         if ((fd = open_lock_file(path)) < 0) {
@@ -188,8 +188,7 @@ static int try_slot(const char *dir, const char *part, int n, char *errstr, size
 /* ====================================================================== */
 
 chorus_identity_t *chorus_identity_acquire(const char *configured_id, const char *group_id,
-                                           const char *lock_dir, char *errstr,
-                                           size_t errstr_size) {
+                                           const char *lock_dir, char *errstr, size_t errstr_size) {
         char host[256], part[GROUP_PART_MAX + 1];
         chorus_identity_t *ident;
         int len;

@@ -30,6 +30,7 @@
 
 #include "chorus/codec.h"
 #include "chorus/forecast.h"
+#include "chorus/identity.h"
 #include "chorus/log.h"
 #include "chorus/state.h"
 #include "chorus/util.h"
@@ -118,6 +119,7 @@ struct chorus_worker_s {
         rd_kafka_t *producer;
         chorus_codec_t *codec;
         chorus_state_t *state;
+        chorus_identity_t *identity; /* worker.id, or this host's lowest free slot */
         int transactional;
 
         VEC(entry_t, fresh);   /* consumed for the next batch */
@@ -130,11 +132,11 @@ struct chorus_worker_s {
         VEC(dlq_done_t, batch_dlq_done); /* of the batch in flight */
         VEC(position_t, positions);
         VEC(owned_t, owned);
-        VEC(chorus_name_t, wm_reads); /* series whose watermark this batch reads */
-        int refresh_owned;            /* assigned: take epochs, read commit metadata */
-        int fenced;                   /* a state call said another worker owns a partition */
-        size_t n_sent;                /* entries of the batch sent to Redis */
-        size_t n_release_cmds; /* bookkeeping commands at the head of the pipeline */
+        VEC(chorus_name_t, wm_reads);   /* series whose watermark this batch reads */
+        int refresh_owned;              /* assigned: take epochs, read commit metadata */
+        int fenced;                     /* a state call said another worker owns a partition */
+        size_t n_sent;                  /* entries of the batch sent to Redis */
+        size_t n_release_cmds;          /* bookkeeping commands at the head of the pipeline */
         chorus_series_map_t *actual_wm; /* newest actual watermark seen per series */
         chorus_series_map_t *blocked;   /* series with a prediction waiting, this batch */
         char batch_id[64];              /* of the batch being processed and committed */
@@ -300,7 +302,6 @@ static void own_partitions(chorus_worker_t *w, const rd_kafka_topic_partition_li
         w->refresh_owned = 1;
 }
 
-
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
         chorus_worker_t *w = opaque;
@@ -318,19 +319,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
 }
 
-/* Applies Chorus's defaults, then the kafka.* passthrough (which wins). */
-static rd_kafka_conf_t *make_conf(chorus_worker_t *w, const char *const *defaults, char *errstr,
-                                  size_t errstr_size) {
+/* Applies Chorus's defaults, then the kafka.* passthrough that goes to
+ * @p client (which wins). */
+static rd_kafka_conf_t *make_conf(chorus_worker_t *w, const char *const *defaults,
+                                  chorus_kafka_client_t client, char *errstr, size_t errstr_size) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
         for (size_t i = 0; defaults[i]; i += 2)
                 if (defaults[i + 1] && rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr,
                                                          errstr_size) != RD_KAFKA_CONF_OK)
                         goto fail;
-        for (size_t i = 0; i < w->cfg->n_kafka; i++)
-                if (rd_kafka_conf_set(conf, w->cfg->kafka[i].key, w->cfg->kafka[i].value, errstr,
-                                      errstr_size) != RD_KAFKA_CONF_OK)
-                        goto fail;
+        if (chorus_config_kafka_apply(w->cfg, client, conf, errstr, errstr_size))
+                goto fail;
         rd_kafka_conf_set_opaque(conf, w);
         return conf;
 fail:
@@ -338,16 +338,9 @@ fail:
         return NULL;
 }
 
-static const char *kafka_setting(const chorus_config_t *cfg, const char *key, const char *def) {
-        const char *value = def;
-        for (size_t i = 0; i < cfg->n_kafka; i++)
-                if (!strcmp(cfg->kafka[i].key, key))
-                        value = cfg->kafka[i].value;
-        return value;
-}
-
 static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_size) {
-        char txn_id[256], host[64] = "localhost";
+        const char *group = chorus_config_kafka_get(w->cfg, "group.id", CHORUS_KAFKA_CONSUMER);
+        char txn_id[512];
         /* Eager assignment: librdkafka 2.0.2's cooperative-sticky assignor
          * aborts when closed before its first assignment (PLATFORM.md).
          * librdkafka prefetches 100,000 messages per partition by default,
@@ -391,14 +384,15 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
         rd_kafka_conf_t *conf;
         rd_kafka_resp_err_t err;
 
-        /* A stable id per (group, host, process) lets a restarted worker's
-         * init_transactions abort what its predecessor left open; KIP-447
+        /* A stable id per (group, worker.id): a restarted instance's
+         * init_transactions fences and aborts what its predecessor left open
+         * at once, instead of waiting for transaction.timeout.ms; KIP-447
          * group metadata fences zombies across ids. */
-        gethostname(host, sizeof(host) - 1);
-        snprintf(txn_id, sizeof(txn_id), "%s-%s-%d", kafka_setting(w->cfg, "group.id", "chorus"),
-                 host, (int)getpid());
+        if (!group)
+                group = "chorus";
+        snprintf(txn_id, sizeof(txn_id), "%s-%s", group, chorus_identity_id(w->identity));
 
-        if (!(conf = make_conf(w, consumer_defaults, errstr, errstr_size)))
+        if (!(conf = make_conf(w, consumer_defaults, CHORUS_KAFKA_CONSUMER, errstr, errstr_size)))
                 return CHORUS_ERR_CONFIG;
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
         if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
@@ -407,7 +401,8 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
         }
         rd_kafka_poll_set_consumer(w->consumer);
 
-        if (!(conf = make_conf(w, (const char *const *)producer_defaults, errstr, errstr_size)))
+        if (!(conf = make_conf(w, (const char *const *)producer_defaults, CHORUS_KAFKA_PRODUCER,
+                               errstr, errstr_size)))
                 return CHORUS_ERR_CONFIG;
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
         if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
@@ -498,6 +493,12 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
+        if (w->transactional) {
+                const char *group = chorus_config_kafka_get(cfg, "group.id", CHORUS_KAFKA_CONSUMER);
+                if (!(w->identity = chorus_identity_acquire(
+                          cfg->worker_id, group ? group : "chorus", NULL, errstr, errstr_size)))
+                        goto fail;
+        }
         if (setup_codec(w, errstr, errstr_size))
                 goto fail;
         if (!(w->state = chorus_state_new(cfg, errstr, errstr_size)))
@@ -528,6 +529,7 @@ void chorus_worker_destroy(chorus_worker_t *w) {
                 rd_kafka_destroy(w->producer);
         }
         chorus_state_destroy(w->state);
+        chorus_identity_release(w->identity);
         chorus_codec_destroy(w->codec);
         chorus_group_scratch_destroy(&w->scratch);
         chorus_buf_destroy(&w->out);
@@ -1071,8 +1073,7 @@ static void offsets_committed(chorus_worker_t *w, const rd_kafka_topic_partition
 
                 position_get(w, tp->topic, tp->partition)->committed_offset = tp->offset;
                 if (o)
-                        snprintf(o->committed_batch, sizeof(o->committed_batch), "%s",
-                                 w->batch_id);
+                        snprintf(o->committed_batch, sizeof(o->committed_batch), "%s", w->batch_id);
         }
         /* The snapshots of this batch may go with the next round trip, and
          * its dead letters be recorded as committed. */
@@ -1243,7 +1244,7 @@ static chorus_err_t release_committed(chorus_worker_t *w, volatile sig_atomic_t 
 }
 
 #ifdef CHORUS_FAULT_HOOKS
-/* Test builds only: CHORUS_FAULT_KILL_AFTER_COMMIT=N kills the process with
+/* Test builds only: CHORUS_TEST_FAULT_KILL_AFTER_COMMIT=N kills the process with
  * SIGKILL right after the N-th commit that leaves snapshots to release while
  * a prediction is held, the window in which a restart re-reads committed
  * records (the fault suite's kill_at_release). */
@@ -1251,7 +1252,7 @@ static void fault_after_commit(const chorus_worker_t *w) {
         static long seen, at = -1;
 
         if (at < 0) {
-                const char *v = getenv("CHORUS_FAULT_KILL_AFTER_COMMIT");
+                const char *v = getenv("CHORUS_TEST_FAULT_KILL_AFTER_COMMIT");
                 at = v && *v ? atol(v) : 0;
         }
         if (at > 0 && w->n_releases && w->n_held && ++seen == at) {
@@ -1428,7 +1429,8 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
         int64_t last_input = now_ms();
         chorus_err_t err = CHORUS_OK;
 
-        chorus_log_info("worker", "msg=\"started\" instance=%s guarantee=%s", w->instance_id,
+        chorus_log_info("worker", "msg=\"started\" instance=%s worker_id=%s guarantee=%s",
+                        w->instance_id, w->identity ? chorus_identity_id(w->identity) : "-",
                         w->transactional ? "exactly_once" : "at_least_once");
         while (!*stop) {
                 int64_t deadline = now_ms() + w->cfg->batch_max_wait_ms;

@@ -7,6 +7,7 @@
  * from the Avro specification, so the codec's encoder and decoder are both
  * checked against the spec and not only against each other.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1068,6 +1069,56 @@ Test(codec, timestamp_at_or_after_2200) {
         cr_assert_eq(dec_pred_values(1, 0, T0, CHORUS_TS_MAX - 1), CHORUS_OK, "%s", errstr);
 }
 
+static chorus_err_t dec_actual_at(int64_t observed_at) {
+        chorus_actual_t a;
+        bb_t b = {.n = 0};
+
+        bb_header(&b, ID_ACT);
+        bb_str(&b, "ZL");
+        bb_long(&b, observed_at);
+        bb_double(&b, 1.0);
+        bb_long(&b, 0); /* source: null */
+        return dec(CHORUS_RECORD_ACTUAL, &b, &a);
+}
+
+/* SPEC §9.3, with the bounds written out rather than through the macros, so
+ * that a wrong CHORUS_TS_MIN/MAX cannot pass its own test: valid is exactly
+ * 0 <= t < 7258118400000 ms, and 2200-01-01T00:00Z itself is rejected. */
+Test(codec, timestamp_bounds_exact) {
+        static const struct {
+                int64_t t;
+                chorus_err_t want;
+        } cases[] = {
+            {INT64_MIN, CHORUS_ERR_BAD_TIMESTAMP},
+            {-86400000, CHORUS_ERR_BAD_TIMESTAMP},
+            {-1, CHORUS_ERR_BAD_TIMESTAMP},
+            {0, CHORUS_OK}, /* 1970-01-01T00:00:00.000Z */
+            {1, CHORUS_OK},
+            {INT64_C(7258118399999), CHORUS_OK},                /* 2199-12-31T23:59:59.999Z */
+            {INT64_C(7258118400000), CHORUS_ERR_BAD_TIMESTAMP}, /* 2200-01-01T00:00Z */
+            {INT64_C(7258118400001), CHORUS_ERR_BAD_TIMESTAMP},
+            {INT64_MAX, CHORUS_ERR_BAD_TIMESTAMP},
+        };
+
+        cr_assert_eq(CHORUS_TS_MIN, INT64_C(0));
+        cr_assert_eq(CHORUS_TS_MAX, INT64_C(7258118400000));
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                int64_t t = cases[i].t;
+
+                cr_assert_eq(dec_pred_values(1, 0, t, T0), cases[i].want,
+                             "issued_at %" PRId64 ": %s", t, errstr);
+                cr_assert_eq(dec_pred_values(1, 0, T0, t), cases[i].want,
+                             "target_time %" PRId64 ": %s", t, errstr);
+                cr_assert_eq(dec_actual_at(t), cases[i].want, "observed_at %" PRId64 ": %s", t,
+                             errstr);
+                if (cases[i].want != CHORUS_OK) {
+                        cr_assert(strstr(errstr, "field observed_at"), "%s", errstr);
+                        cr_assert(strstr(errstr, "outside [1970-01-01, 2200-01-01)"), "%s", errstr);
+                }
+        }
+        cr_assert_str_eq(chorus_err2code(CHORUS_ERR_BAD_TIMESTAMP), "timestamp_out_of_range");
+}
+
 Test(codec, invalid_utf8_name) {
         static const char *bad[] = {
             "\xC3\x28",         /* bad continuation */
@@ -1122,10 +1173,51 @@ Test(codec, name_with_pipe) {
 }
 
 Test(codec, name_starting_with_double_underscore) {
-        cr_assert_eq(dec_pred_name("model_id", "__ensemble__", 12), CHORUS_ERR_INVALID_NAME);
-        cr_assert(strstr(errstr, "reserved"), "%s", errstr);
+        cr_assert_eq(dec_pred_name("model_id", "__ensemble__", 12), CHORUS_ERR_RESERVED_NAME);
+        cr_assert(strstr(errstr, "field model_id: names beginning with \"__\" are reserved"), "%s",
+                  errstr);
+        cr_assert_eq(dec_pred_name("series", "__ZL", 4), CHORUS_ERR_RESERVED_NAME, "%s", errstr);
+        cr_assert_eq(dec_pred_name("horizon", "__", 2), CHORUS_ERR_RESERVED_NAME, "%s", errstr);
         cr_assert_eq(dec_pred_name("model_id", "_x_", 3), CHORUS_OK, "%s", errstr);
         cr_assert_eq(dec_pred_name("model_id", "x__", 3), CHORUS_OK, "%s", errstr);
+        cr_assert_eq(dec_pred_name("model_id", "_", 1), CHORUS_OK, "%s", errstr);
+}
+
+/* SPEC §2: reserved_name is its own dead-letter reason, distinct from
+ * invalid_name, and an input error like every other reason. */
+Test(codec, reserved_name_reason_code) {
+        cr_assert_str_eq(chorus_err2code(CHORUS_ERR_RESERVED_NAME), "reserved_name");
+        cr_assert_str_eq(chorus_err2code(CHORUS_ERR_INVALID_NAME), "invalid_name");
+        cr_assert_neq(CHORUS_ERR_RESERVED_NAME, CHORUS_ERR_INVALID_NAME);
+        cr_assert(chorus_err_is_input(CHORUS_ERR_RESERVED_NAME));
+        cr_assert(strstr(chorus_err2str(CHORUS_ERR_RESERVED_NAME), "reserved"));
+}
+
+/* A "__" name that also breaks a rule is invalid_name: reserved_name only
+ * ever means a well-formed name in the reserved namespace. */
+Test(codec, reserved_prefix_on_a_malformed_name_is_invalid_name) {
+        char big[200];
+
+        cr_assert_eq(dec_pred_name("series", "__a b", 5), CHORUS_ERR_INVALID_NAME, "%s", errstr);
+        cr_assert(strstr(errstr, "whitespace"), "%s", errstr);
+        cr_assert_eq(dec_pred_name("series", "__a|b", 5), CHORUS_ERR_INVALID_NAME, "%s", errstr);
+        cr_assert_eq(dec_pred_name("series", "__\x01", 3), CHORUS_ERR_INVALID_NAME, "%s", errstr);
+        cr_assert_eq(dec_pred_name("series", "__\xFF", 3), CHORUS_ERR_INVALID_UTF8, "%s", errstr);
+        memset(big, '_', sizeof(big));
+        cr_assert_eq(chorus_name_check(big, 129), CHORUS_ERR_INVALID_NAME);
+        cr_assert_eq(chorus_name_check(big, 128), CHORUS_ERR_RESERVED_NAME);
+}
+
+/* Every error has a distinct, non-empty code: they are a wire contract. */
+Test(codec, error_codes_distinct) {
+        for (int a = 0; a < CHORUS_ERR__COUNT; a++) {
+                const char *ca = chorus_err2code((chorus_err_t)a);
+                cr_assert(ca && *ca && strcmp(ca, "unknown"), "error %d has no code", a);
+                cr_assert(chorus_err2str((chorus_err_t)a)[0], "error %d has no description", a);
+                for (int b = 0; b < a; b++)
+                        cr_assert_str_neq(ca, chorus_err2code((chorus_err_t)b), "errors %d and %d",
+                                          a, b);
+        }
 }
 
 Test(codec, empty_name) {
@@ -1200,7 +1292,10 @@ Test(codec, name_check_table) {
             {"", CHORUS_ERR_INVALID_NAME},
             {"a b", CHORUS_ERR_INVALID_NAME},
             {"a|b", CHORUS_ERR_INVALID_NAME},
-            {"__x", CHORUS_ERR_INVALID_NAME},
+            {"__x", CHORUS_ERR_RESERVED_NAME},
+            {"__ensemble__", CHORUS_ERR_RESERVED_NAME},
+            {"__ a", CHORUS_ERR_INVALID_NAME}, /* malformed first, reserved second */
+            {"_x", CHORUS_OK},
             {"\xE2\x80\x8A", CHORUS_ERR_INVALID_NAME}, /* U+200A */
             {"\xE2\x80\xA9", CHORUS_ERR_INVALID_NAME}, /* U+2029 */
             {"\xC2\x80", CHORUS_ERR_INVALID_NAME},     /* C1 */

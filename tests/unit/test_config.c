@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
 
 #include "chorus/config.h"
 #include "../../src/config/config_int.h"
@@ -142,6 +143,7 @@ Test(config, defaults) {
         cr_assert_eq(cfg->batch_max_wait_ms, 20);
         cr_assert_eq(cfg->join_max_wait_ms, 5000);
         cr_assert_eq(cfg->log_level, 2 /* info */);
+        cr_assert_str_eq(cfg->worker_id, "", "automatic");
         cr_assert_eq(chorus_config_finalize(cfg, err, sizeof(err)), CHORUS_OK, "%s", err);
         cr_assert(chorus_config_horizon_allowed(cfg, "anything"));
         cr_assert_eq(chorus_config_resolution_ms(cfg, "ZL"), 86400000);
@@ -199,7 +201,10 @@ Test(config, every_documented_key_exists) {
             {"join.max_wait_ms", "3600000"},
             {"log.level", "debug"},
             {"rollout.canary_series", "ZL"},
+            {"worker.id", "ingest-a.3"},
             {"kafka.bootstrap.servers", "localhost:9092"},
+            {"kafka.consumer.client.id", "chorus-in"},
+            {"kafka.producer.client.id", "chorus-out"},
         };
         chorus_config_t *cfg = chorus_config_new();
 
@@ -216,6 +221,7 @@ Test(config, every_documented_key_exists) {
         cr_assert_eq(cfg->log_level, 3);
         cr_assert_eq(cfg->join_max_wait_ms, 3600000);
         cr_assert_str_eq(cfg->redis_password, "s3cret");
+        cr_assert_str_eq(cfg->worker_id, "ingest-a.3");
         chorus_config_destroy(cfg);
 }
 
@@ -537,6 +543,257 @@ Test(config, error_kafka_rejected_by_librdkafka) {
         expect_error("kafka. = 1\n", "missing librdkafka key", NULL);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Kafka routing: plain keys by librdkafka's scope, then overrides          */
+/* ------------------------------------------------------------------------ */
+
+Test(config, kafka_applies_by_librdkafka_scope) {
+        static const struct {
+                const char *key;
+                int consumer, producer;
+        } cases[] = {
+            {"group.id", 1, 0},
+            {"group.instance.id", 1, 0},
+            {"isolation.level", 1, 0},
+            {"auto.offset.reset", 1, 0}, /* a topic-level consumer property */
+            {"session.timeout.ms", 1, 0},
+            {"enable.auto.commit", 1, 0},
+            {"acks", 0, 1}, /* a topic-level producer property */
+            {"linger.ms", 0, 1},
+            {"queue.buffering.max.ms", 0, 1}, /* linger.ms is its alias */
+            {"transactional.id", 0, 1},
+            {"enable.idempotence", 0, 1},
+            {"compression.type", 0, 1},
+            {"bootstrap.servers", 1, 1},
+            {"client.id", 1, 1},
+            {"security.protocol", 1, 1},
+            {"statistics.interval.ms", 1, 1},
+            {"no.such.property", 1, 1}, /* unknown: both, and librdkafka judges it */
+            {"Group.Id", 1, 1},         /* librdkafka names are case-sensitive */
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                cr_assert_eq(!!chorus_config_kafka_applies(cases[i].key, CHORUS_KAFKA_CONSUMER),
+                             cases[i].consumer, "%s on the consumer", cases[i].key);
+                cr_assert_eq(!!chorus_config_kafka_applies(cases[i].key, CHORUS_KAFKA_PRODUCER),
+                             cases[i].producer, "%s on the producer", cases[i].key);
+                cr_assert(chorus_config_kafka_applies(cases[i].key, CHORUS_KAFKA_ANY));
+        }
+}
+
+/* The scope table is librdkafka 2.0.2's; the linked librdkafka prints its
+ * own (the C/P column of CONFIGURATION.md). Every property it lists must be
+ * routed as it says, so an upgrade that changes a scope fails here. */
+Test(config, kafka_scope_matches_linked_librdkafka) {
+        char *doc = NULL, *save = NULL;
+        size_t len = 0, rows = 0, one_sided = 0;
+        FILE *fp = open_memstream(&doc, &len);
+
+        cr_assert_not_null(fp);
+        rd_kafka_conf_properties_show(fp);
+        fclose(fp);
+        for (char *line = strtok_r(doc, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char name[128], scope[8];
+                int c, p;
+
+                /* "name   |  C  | range | default | importance | description" */
+                if (sscanf(line, "%127s | %7s |", name, scope) != 2 || !strcmp(name, "Property") ||
+                    name[0] == '-' || name[0] == '#')
+                        continue;
+                c = !strcmp(scope, "C") || !strcmp(scope, "*");
+                p = !strcmp(scope, "P") || !strcmp(scope, "*");
+                cr_assert(c || p, "unexpected scope \"%s\" of %s", scope, name);
+                cr_assert_eq(!!chorus_config_kafka_applies(name, CHORUS_KAFKA_CONSUMER), c,
+                             "%s (%s) on the consumer", name, scope);
+                cr_assert_eq(!!chorus_config_kafka_applies(name, CHORUS_KAFKA_PRODUCER), p,
+                             "%s (%s) on the producer", name, scope);
+                rows++;
+                one_sided += !(c && p);
+        }
+        free(doc);
+        cr_assert_gt(rows, 150, "parsed %zu properties", rows);
+        cr_assert_gt(one_sided, 50, "parsed %zu one-client properties", one_sided);
+}
+
+Test(config, kafka_overrides_stored_after_plain_keys) {
+        chorus_config_t *cfg = parse_ok("kafka.consumer.client.id = c1\n"
+                                        "kafka.client.id = both\n"
+                                        "kafka.producer.client.id = p\n"
+                                        "kafka.group.id = g\n"
+                                        "kafka.consumer.client.id = c2\n"
+                                        "kafka.linger.ms = 7\n");
+        static const struct {
+                const char *key, *value;
+                chorus_kafka_client_t client;
+        } want[] = {
+            {"client.id", "both", CHORUS_KAFKA_ANY},   {"group.id", "g", CHORUS_KAFKA_ANY},
+            {"linger.ms", "7", CHORUS_KAFKA_ANY},      {"client.id", "c2", CHORUS_KAFKA_CONSUMER},
+            {"client.id", "p", CHORUS_KAFKA_PRODUCER},
+        };
+
+        cr_assert_eq(cfg->n_kafka, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < cfg->n_kafka; i++) {
+                cr_assert_str_eq(cfg->kafka[i].key, want[i].key, "entry %zu", i);
+                cr_assert_str_eq(cfg->kafka[i].value, want[i].value, "entry %zu", i);
+                cr_assert_eq(cfg->kafka[i].client, want[i].client, "entry %zu", i);
+        }
+        cr_assert(chorus_config_kafka_kv_applies(&cfg->kafka[1], CHORUS_KAFKA_CONSUMER));
+        cr_assert_not(chorus_config_kafka_kv_applies(&cfg->kafka[1], CHORUS_KAFKA_PRODUCER));
+        cr_assert(chorus_config_kafka_kv_applies(&cfg->kafka[0], CHORUS_KAFKA_PRODUCER));
+        cr_assert_not(chorus_config_kafka_kv_applies(&cfg->kafka[3], CHORUS_KAFKA_PRODUCER));
+        cr_assert(chorus_config_kafka_kv_applies(&cfg->kafka[4], CHORUS_KAFKA_PRODUCER));
+
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "client.id", CHORUS_KAFKA_CONSUMER), "c2");
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "client.id", CHORUS_KAFKA_PRODUCER), "p");
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "group.id", CHORUS_KAFKA_CONSUMER), "g");
+        cr_assert_null(chorus_config_kafka_get(cfg, "group.id", CHORUS_KAFKA_PRODUCER));
+        cr_assert_null(chorus_config_kafka_get(cfg, "linger.ms", CHORUS_KAFKA_CONSUMER));
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "linger.ms", CHORUS_KAFKA_PRODUCER), "7");
+        cr_assert_null(chorus_config_kafka_get(cfg, "acks", CHORUS_KAFKA_PRODUCER));
+        chorus_config_destroy(cfg);
+}
+
+static void conf_expect(rd_kafka_conf_t *conf, const char *key, const char *want) {
+        char buf[512];
+        size_t size = sizeof(buf);
+
+        cr_assert_eq(rd_kafka_conf_get(conf, key, buf, &size), RD_KAFKA_CONF_OK, "%s", key);
+        cr_assert_str_eq(buf, want, "%s", key);
+}
+
+/* @p key is unset on @p conf, or set to something other than @p value. */
+static void conf_lacks(rd_kafka_conf_t *conf, const char *key, const char *value) {
+        char buf[512];
+        size_t size = sizeof(buf);
+
+        if (rd_kafka_conf_get(conf, key, buf, &size) == RD_KAFKA_CONF_OK)
+                cr_assert_str_neq(buf, value, "%s", key);
+}
+
+/* What the worker does: its defaults, then the passthrough for the client. */
+Test(config, kafka_apply_routes_each_client) {
+        chorus_config_t *cfg = parse_ok("kafka.group.id = g\n"
+                                        "kafka.linger.ms = 77\n"
+                                        "kafka.client.id = both\n"
+                                        "kafka.producer.client.id = out\n"
+                                        "kafka.statistics.interval.ms = 1000\n");
+        rd_kafka_conf_t *consumer = rd_kafka_conf_new(), *producer = rd_kafka_conf_new();
+
+        cr_assert_eq(rd_kafka_conf_set(producer, "client.id", "default", err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+
+        cr_assert_eq(
+            chorus_config_kafka_apply(cfg, CHORUS_KAFKA_CONSUMER, consumer, err, sizeof(err)),
+            CHORUS_OK, "%s", err);
+        cr_assert_eq(
+            chorus_config_kafka_apply(cfg, CHORUS_KAFKA_PRODUCER, producer, err, sizeof(err)),
+            CHORUS_OK, "%s", err);
+        conf_expect(consumer, "group.id", "g");
+        conf_expect(consumer, "client.id", "both");
+        conf_expect(consumer, "statistics.interval.ms", "1000");
+        conf_lacks(consumer, "linger.ms", "77"); /* producer-only: not set */
+        conf_expect(producer, "linger.ms", "77");
+        conf_expect(producer, "client.id", "out"); /* the override wins, over a default too */
+        conf_expect(producer, "statistics.interval.ms", "1000");
+        conf_lacks(producer, "group.id", "g"); /* consumer-only: not set */
+        rd_kafka_conf_destroy(consumer);
+        rd_kafka_conf_destroy(producer);
+        chorus_config_destroy(cfg);
+}
+
+Test(config, kafka_apply_names_the_key_as_written) {
+        chorus_config_t *cfg = chorus_config_new();
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+        cr_assert_eq(
+            chorus_config_set(cfg, "kafka.consumer.session.timeout.ms", "soon", err, sizeof(err)),
+            CHORUS_OK, "librdkafka judges values: %s", err);
+        cr_assert_eq(chorus_config_kafka_apply(cfg, CHORUS_KAFKA_PRODUCER, conf, err, sizeof(err)),
+                     CHORUS_OK, "not the producer's: %s", err);
+        cr_assert_eq(chorus_config_kafka_apply(cfg, CHORUS_KAFKA_CONSUMER, conf, err, sizeof(err)),
+                     CHORUS_ERR_CONFIG);
+        cr_assert(strstr(err, "kafka.consumer.session.timeout.ms: rejected by librdkafka"), "%s",
+                  err);
+        rd_kafka_conf_destroy(conf);
+        chorus_config_destroy(cfg);
+}
+
+Test(config, error_kafka_overrides) {
+        expect_error("kafka.producer.group.id = g\n",
+                     "kafka.producer.group.id: group.id is a consumer property, which the "
+                     "producer does not read; set kafka.group.id or kafka.consumer.group.id",
+                     NULL);
+        expect_error("kafka.consumer.transactional.id = t\n",
+                     "kafka.consumer.transactional.id: transactional.id is a producer property",
+                     NULL);
+        expect_error("kafka.consumer.no.such.property = 1\n",
+                     "kafka.consumer.no.such.property: rejected by librdkafka",
+                     "No such configuration property", NULL);
+        expect_error("kafka.producer.linger.ms = soon\n",
+                     "kafka.producer.linger.ms: rejected by librdkafka", NULL);
+        expect_error("kafka.consumer. = 1\n",
+                     "kafka.consumer.: missing librdkafka key after \"kafka.consumer.\"", NULL);
+        expect_error("kafka.producer.\"a b\" = 1\n", "kafka.producer.",
+                     "no whitespace or control characters", NULL);
+        /* Without the dot it is a plain key, which librdkafka does not know. */
+        expect_error("kafka.consumer = 1\n", "kafka.consumer: rejected by librdkafka", NULL);
+        chorus_config_destroy(parse_ok("kafka.consumer.group.id = g\n"
+                                       "kafka.producer.acks = all\n"
+                                       "kafka.producer.bootstrap.servers = b:9092\n"));
+}
+
+Test(config, env_kafka_overrides) {
+        char *path = write_temp("kafka.consumer.client.id = file-c\nkafka.client.id = file\n");
+        char *envp[] = {"CHORUS_KAFKA_CONSUMER_CLIENT_ID=env-c",
+                        "CHORUS_KAFKA_PRODUCER_LINGER_MS=9", "CHORUS_kafka_producer_ACKS=all",
+                        NULL};
+        chorus_config_t *cfg = chorus_config_new();
+
+        cr_assert_eq(chorus_config_load(cfg, path, envp, err, sizeof(err)), CHORUS_OK, "%s", err);
+        cr_assert_eq(cfg->n_kafka, 4);
+        cr_assert_str_eq(cfg->kafka[0].key, "client.id");
+        cr_assert_eq(cfg->kafka[0].client, CHORUS_KAFKA_ANY);
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "client.id", CHORUS_KAFKA_CONSUMER), "env-c",
+                         "environment beats file");
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "client.id", CHORUS_KAFKA_PRODUCER), "file");
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "linger.ms", CHORUS_KAFKA_PRODUCER), "9");
+        cr_assert_str_eq(chorus_config_kafka_get(cfg, "acks", CHORUS_KAFKA_PRODUCER), "all");
+        cr_assert_eq(cfg->kafka[2].client, CHORUS_KAFKA_PRODUCER);
+        cr_assert_str_eq(cfg->kafka[2].key, "linger.ms");
+        chorus_config_destroy(cfg);
+        remove_temp(path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* worker.id                                                                */
+/* ------------------------------------------------------------------------ */
+
+Test(config, worker_id) {
+        chorus_config_t *cfg = parse_ok("worker.id = host-7.a_b\n");
+        char *envp[] = {"CHORUS_WORKER_ID=pod-3", "CHORUS_LOCK_DIR=/run/chorus", NULL};
+        char *clear[] = {"CHORUS_WORKER_ID=", NULL};
+
+        cr_assert_str_eq(cfg->worker_id, "host-7.a_b");
+        cr_assert_eq(env(cfg, envp), CHORUS_OK, "CHORUS_LOCK_DIR is not a key, but allowed: %s",
+                     err);
+        cr_assert_str_eq(cfg->worker_id, "pod-3");
+        cr_assert_eq(env(cfg, clear), CHORUS_OK, "%s", err);
+        cr_assert_str_eq(cfg->worker_id, "", "empty: automatic again");
+        chorus_config_destroy(cfg);
+
+        expect_error("worker.id = \"a b\"\n", "worker.id: \"a b\" is not a valid worker id",
+                     "not starting with", "empty means automatic", NULL);
+        expect_error("worker.id = a|b\n", "worker.id: \"a|b\" is not a valid worker id", NULL);
+        expect_error("worker.id = __w\n", "worker.id: \"__w\" is not a valid worker id", NULL);
+        {
+                char line[300];
+                snprintf(line, sizeof(line), "worker.id = %0129d\n", 0);
+                expect_error(line, "is not a valid worker id", NULL);
+                snprintf(line, sizeof(line), "worker.id = %0128d\n", 0);
+                chorus_config_destroy(parse_ok(line));
+        }
+}
+
 Test(config, error_file_names_file_and_line) {
         char *path = write_temp("window.days = 30\n\n# c\nwindow.days = zero\n");
         chorus_config_t *cfg = chorus_config_new();
@@ -768,6 +1025,10 @@ Test(config, reference_lists_every_key) {
         cr_assert(strstr(doc, "| `join.max_wait_ms` | integer | `5000` | [0, 3600000] |"));
         cr_assert(strstr(doc, "`CHORUS_SERIES_<series>_MIN`"));
         cr_assert(strstr(doc, "`adahedge` (not implemented yet)"));
+        cr_assert(strstr(doc, "| `kafka.consumer.<key>` | passthrough |"));
+        cr_assert(strstr(doc, "`CHORUS_KAFKA_PRODUCER_<key>`"));
+        cr_assert(strstr(doc, "| `worker.id` | string | *(empty)* |"));
+        cr_assert(strstr(doc, "`CHORUS_LOCK_DIR`"));
         cr_assert(strstr(doc, "`|z|`") == NULL, "pipes inside cells are escaped");
         free(doc);
 }
