@@ -683,7 +683,7 @@ class Worker:
         logf.flush()
         self.proc = subprocess.Popen([str(self.run.suite.chorus_bin), "run", "-c", str(self.run.cfg_path)],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                     env=chorus_env(), start_new_session=True)
+                                     env=chorus_env(self.run.worker_env), start_new_session=True)
         logf.close()
         with open(self.run.suite.pidfile, "a") as f:
             f.write(f"{self.proc.pid}\n")
@@ -874,6 +874,7 @@ class Run:
         self.injections = 0
         self.sniper: Optional[Sniper] = None
         self.sent: list[tuple[Rec, int, int]] = []  # rec, partition, offset
+        self.worker_env: dict[str, str] = {}  # extra environment of every worker
         cfg = {
             "kafka.bootstrap.servers": suite.bootstrap,
             "kafka.group.id": self.group,
@@ -886,6 +887,10 @@ class Run:
             "redis.timeout_ms": REDIS_TIMEOUT_MS,
             "join.max_wait_ms": suite.join_wait_ms,
             "batch.max_wait_ms": batch_wait_ms,
+            # Windows and retention far shorter than the data set, so that
+            # trimming runs while predictions are held or unread (SPEC §9.2).
+            "window.days": suite.args.window_days,
+            "state.retention_days": suite.args.retention_days,
             "log.level": "info",
         }
         if suite.guarantee:
@@ -1263,7 +1268,8 @@ SCENARIOS = [
     Scenario("control", "no fault, 3 workers (1-vs-N determinism control)", 3, 1, 2, 0),
     Scenario("kill9", "SIGKILL a random worker at random instants, supervisor restarts it", 3, 4, 24, 6),
     Scenario("crash_inflight", "SIGKILL every worker the moment an output appears in the log (read_uncommitted) (extra)", 3, 2, 8, 4),
-    Scenario("zombie", "SIGSTOP a worker beyond session.timeout.ms, then SIGCONT", 3, 1, 4, 2),
+    Scenario("zombie", "SIGSTOP a worker beyond session.timeout.ms, then SIGCONT; its Redis writes must be fenced", 3, 1, 4, 2),
+    Scenario("kill_at_release", "the worker kills itself (fault hook) right after a commit, before releasing its snapshots, while a prediction is held", 2, 3, 12, 3),
     Scenario("rebalance", "start or stop (SIGTERM) a worker every 2-4 s", 2, 6, 24, 8),
     Scenario("rolling_restart", "SIGTERM a worker and start it again, in turn (a rolling deploy); 1 % garbage in the input (extra)", 3, 4, 12, 6),
     Scenario("redis_restart", "kill redis-server (TERM/KILL alternately), restart on the same port (AOF, fsync always)", 2, 2, 6, 3),
@@ -1327,6 +1333,11 @@ def schedule_faults(suite: Suite, run: Run, sc: Scenario, k: int) -> float:
             run.at(t + dur, f"SIGCONT the zombie ({dur:.1f}s)", cont)
             t += dur + rng.uniform(1.0, 2.0)
         return t
+    if sc.name == "kill_at_release":
+        # Every incarnation dies after its N-th commit inside the window
+        # (test builds: CHORUS_FAULT_HOOKS); the supervisor restarts it.
+        run.worker_env["CHORUS_TEST_FAULT_KILL_AFTER_COMMIT"] = str(rng.randint(2, 6))
+        return 1.0 + 2.0 * k
     if sc.name == "rebalance":
         for _ in range(k):
             t += rng.uniform(2.0, 4.0)
@@ -1457,6 +1468,14 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
             out.timeout, out.settle_seconds = why, settle
             out.forced_kills = run.stop_workers() + run.extra_forced
             run.collect(ref, out)
+            logs = "".join(w.log_path.read_text(errors="replace") for w in run.workers)
+            if sc.name == "kill_at_release":
+                run.injections = logs.count('msg="killing after commit"')
+                if not run.injections:
+                    out.error = "the fault hook never fired (a build without -DCHORUS_FAULT_HOOKS=ON?)"
+            if sc.name == "zombie":
+                fenced = logs.count('msg="fenced')
+                out.extra.append(f"fenced zombie calls: {fenced}")
         except Exception as e:  # noqa: BLE001 - reported in the table
             out.error = f"{type(e).__name__}: {e}"
             log(f"  ERROR: {out.error}\n{traceback.format_exc()}")
@@ -1578,6 +1597,9 @@ def main() -> int:
     ap.add_argument("--data-seed", type=int, default=7)
     ap.add_argument("--series", type=int, default=8)
     ap.add_argument("--days", type=int, default=40)
+    ap.add_argument("--window-days", type=int, default=10, help="window.days of every run")
+    ap.add_argument("--retention-days", type=int, default=15,
+                    help="state.retention_days of every run (the data set should be longer than twice this)")
     ap.add_argument("--join-wait-ms", type=int, default=60000)
     ap.add_argument("--absurd-values", type=lambda t: [float(x) for x in t.split(",")],
                     help="comma list of the absurd finite values of the nonfinite scenario (default: %s)"
