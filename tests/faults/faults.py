@@ -683,7 +683,7 @@ class Worker:
         logf.flush()
         self.proc = subprocess.Popen([str(self.run.suite.chorus_bin), "run", "-c", str(self.run.cfg_path)],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                     env=chorus_env(self.run.worker_env), start_new_session=True)
+                                     env=chorus_env(self.run.start_env(self)), start_new_session=True)
         logf.close()
         with open(self.run.suite.pidfile, "a") as f:
             f.write(f"{self.proc.pid}\n")
@@ -875,6 +875,8 @@ class Run:
         self.sniper: Optional[Sniper] = None
         self.sent: list[tuple[Rec, int, int]] = []  # rec, partition, offset
         self.worker_env: dict[str, str] = {}  # extra environment of every worker
+        self.fresh_worker_id = False  # a new worker.id per incarnation (settle_fresh_id)
+        self.settle_times: list[float] = []  # kill -> no open transaction (settle_*)
         cfg = {
             "kafka.bootstrap.servers": suite.bootstrap,
             "kafka.group.id": self.group,
@@ -902,6 +904,16 @@ class Run:
 
     def at(self, t: float, label: str, fn: Callable[[], None]) -> None:
         self.events.append((t, label, fn))
+
+    def start_env(self, w: "Worker") -> dict[str, str]:
+        """The environment of worker w's next incarnation. With
+        fresh_worker_id every incarnation gets a worker.id of its own, as the
+        pid-based transactional.id of the first versions did, so that a
+        restart cannot fence its predecessor's open transaction."""
+        env = dict(self.worker_env)
+        if self.fresh_worker_id:
+            env["CHORUS_WORKER_ID"] = f"w{w.slot}-i{w.incarnations + 1}-{uuid.uuid4().hex[:6]}"
+        return env
 
     def alive_workers(self) -> list[Worker]:
         return [w for w in self.workers if w.state == "running" and w.alive()]
@@ -1269,6 +1281,8 @@ SCENARIOS = [
     Scenario("kill9", "SIGKILL a random worker at random instants, supervisor restarts it", 3, 4, 24, 6),
     Scenario("crash_inflight", "SIGKILL every worker the moment an output appears in the log (read_uncommitted) (extra)", 3, 2, 8, 4),
     Scenario("zombie", "SIGSTOP a worker beyond session.timeout.ms, then SIGCONT; its Redis writes must be fenced", 3, 1, 4, 2),
+    Scenario("settle_stable_id", "SIGKILL the only worker mid-transaction and restart it at once: time until no transaction is open (same worker.id)", 1, 3, 6, 3),
+    Scenario("settle_fresh_id", "as settle_stable_id, but every incarnation has a new worker.id (the pid-based transactional.id before issue 9)", 1, 2, 4, 2),
     Scenario("kill_at_release", "the worker kills itself (fault hook) right after a commit, before releasing its snapshots, while a prediction is held", 2, 3, 12, 3),
     Scenario("rebalance", "start or stop (SIGTERM) a worker every 2-4 s", 2, 6, 24, 8),
     Scenario("rolling_restart", "SIGTERM a worker and start it again, in turn (a rolling deploy); 1 % garbage in the input (extra)", 3, 4, 12, 6),
@@ -1333,6 +1347,47 @@ def schedule_faults(suite: Suite, run: Run, sc: Scenario, k: int) -> float:
             run.at(t + dur, f"SIGCONT the zombie ({dur:.1f}s)", cont)
             t += dur + rng.uniform(1.0, 2.0)
         return t
+    if sc.name in ("settle_stable_id", "settle_fresh_id"):
+        run.fresh_worker_id = sc.name == "settle_fresh_id"
+        for _ in range(k):
+            t += rng.uniform(2.0, 3.0)
+
+            def kill_and_time():
+                ws = run.alive_workers()
+                if not ws:
+                    return
+                w = ws[0]
+                # Kill while a transaction is open on the outputs (the high
+                # watermark is past the last stable offset), up to 5 s.
+                until = time.monotonic() + scaled(5)
+                while time.monotonic() < until:
+                    hw, lso = run.output_state()
+                    if any(lso.get(tp) != hw[tp] for tp in hw):
+                        break
+                w.signal(signal.SIGKILL, "settle")
+                t0 = time.monotonic()
+                w.proc.wait(scaled(10))
+                # Still open 0.3 s later: not a commit that was already on
+                # its way to the coordinator (it completes by itself).
+                time.sleep(max(0.0, t0 + 0.3 - time.monotonic()))
+                hw, lso = run.output_state()
+                if all(lso.get(tp) == hw[tp] for tp in hw):
+                    log("    (no transaction left open by the kill: not timed)")
+                    w.restart_at = time.monotonic()
+                    run.supervise()
+                    return
+                w.restart_at = time.monotonic()
+                while time.monotonic() - t0 < scaled(90):
+                    run.supervise()
+                    hw, lso = run.output_state()
+                    if all(lso.get(tp) == hw[tp] for tp in hw):
+                        break
+                    time.sleep(0.05)
+                run.settle_times.append(time.monotonic() - t0)
+                run.injections += 1
+                log(f"    open transaction gone {run.settle_times[-1]:.2f}s after the kill")
+            run.at(hit(t), "SIGKILL the worker, restart it at once", kill_and_time)
+        return t + 2.0
     if sc.name == "kill_at_release":
         # Every incarnation dies after its N-th commit inside the window
         # (test builds: CHORUS_FAULT_HOOKS); the supervisor restarts it.
@@ -1473,6 +1528,10 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
                 run.injections = logs.count('msg="killing after commit"')
                 if not run.injections:
                     out.error = "the fault hook never fired (a build without -DCHORUS_FAULT_HOOKS=ON?)"
+            if run.settle_times:
+                ts = sorted(run.settle_times)
+                out.extra.append(f"kill to no open transaction: median {ts[len(ts) // 2]:.1f}s, max {ts[-1]:.1f}s "
+                                 f"over {len(ts)} kills")
             if sc.name == "zombie":
                 fenced = logs.count('msg="fenced')
                 out.extra.append(f"fenced zombie calls: {fenced}")
