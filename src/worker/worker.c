@@ -1261,8 +1261,29 @@ static void fault_after_commit(const chorus_worker_t *w) {
                 raise(SIGKILL);
         }
 }
+
+/* CHORUS_TEST_FAULT_STOP_BEFORE_REDIS=N stops the process (SIGSTOP) right
+ * before sending the state calls of its N-th batch that has some: the suite lets the
+ * group move its partitions, then continues it, a zombie mid-batch whose
+ * writes Redis must refuse (the fault suite's zombie_midbatch). */
+static void fault_before_state_calls(const chorus_worker_t *w) {
+        static long seen, at = -1;
+
+        if (at < 0) {
+                const char *v = getenv("CHORUS_TEST_FAULT_STOP_BEFORE_REDIS");
+                at = v && *v ? atol(v) : 0;
+        }
+        if (at > 0 && w->n_sent && ++seen == at) {
+                chorus_log_warn("fault", "msg=\"stopping before state calls\" records=%zu",
+                                w->n_sent);
+                raise(SIGSTOP);
+                chorus_log_warn("fault", "msg=\"continued, sending the batch\" records=%zu",
+                                w->n_sent);
+        }
+}
 #else
-#define fault_after_commit(w) ((void)(w))
+#define fault_after_commit(w)       ((void)(w))
+#define fault_before_state_calls(w) ((void)(w))
 #endif
 
 /* The end of a batch whose outputs are produced: commit its offsets (with
@@ -1373,6 +1394,7 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
         if (w->n_entries || w->n_releases || w->n_dlq_done) {
                 w->stats.batches++;
                 queue_state_calls(w);
+                fault_before_state_calls(w);
                 err = exec_state_calls(w, stop);
                 lap(&t, &st->redis_us, &st->redis_max_us);
                 if (err) {

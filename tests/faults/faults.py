@@ -138,6 +138,14 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def proc_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat ("T" when stopped), or ""."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def pid_cmdline(pid: int) -> list[str]:
     try:
         return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
@@ -876,6 +884,7 @@ class Run:
         self.sent: list[tuple[Rec, int, int]] = []  # rec, partition, offset
         self.worker_env: dict[str, str] = {}  # extra environment of every worker
         self.fresh_worker_id = False  # a new worker.id per incarnation (settle_fresh_id)
+        self.stop_before_redis = 0  # zombie_midbatch: worker1's first incarnation stops itself
         self.settle_times: list[float] = []  # kill -> no open transaction (settle_*)
         cfg = {
             "kafka.bootstrap.servers": suite.bootstrap,
@@ -911,6 +920,8 @@ class Run:
         pid-based transactional.id of the first versions did, so that a
         restart cannot fence its predecessor's open transaction."""
         env = dict(self.worker_env)
+        if self.stop_before_redis and w.slot == 1 and w.incarnations == 0:
+            env["CHORUS_TEST_FAULT_STOP_BEFORE_REDIS"] = str(self.stop_before_redis)
         if self.fresh_worker_id:
             env["CHORUS_WORKER_ID"] = f"w{w.slot}-i{w.incarnations + 1}-{uuid.uuid4().hex[:6]}"
         return env
@@ -974,7 +985,8 @@ class Run:
                 ci += 1
             while ei < len(events) and events[ei][0] <= now:
                 label, fn = events[ei][1], events[ei][2]
-                log(f"  +{now:5.1f}s {label}")
+                if label:
+                    log(f"  +{now:5.1f}s {label}")
                 fn()
                 ei += 1
             for p in producers.values():
@@ -1281,6 +1293,7 @@ SCENARIOS = [
     Scenario("kill9", "SIGKILL a random worker at random instants, supervisor restarts it", 3, 4, 24, 6),
     Scenario("crash_inflight", "SIGKILL every worker the moment an output appears in the log (read_uncommitted) (extra)", 3, 2, 8, 4),
     Scenario("zombie", "SIGSTOP a worker beyond session.timeout.ms, then SIGCONT; its Redis writes must be fenced", 3, 1, 4, 2),
+    Scenario("zombie_midbatch", "a worker stops itself (fault hook) right before a batch's Redis calls, beyond session.timeout.ms, then continues: its writes must be fenced", 3, 1, 3, 1),
     Scenario("settle_stable_id", "SIGKILL the only worker mid-transaction and restart it at once: time until no transaction is open (same worker.id)", 1, 3, 6, 3),
     Scenario("settle_fresh_id", "as settle_stable_id, but every incarnation has a new worker.id (the pid-based transactional.id before issue 9)", 1, 2, 4, 2),
     Scenario("kill_at_release", "the worker kills itself (fault hook) right after a commit, before releasing its snapshots, while a prediction is held", 2, 3, 12, 3),
@@ -1347,6 +1360,34 @@ def schedule_faults(suite: Suite, run: Run, sc: Scenario, k: int) -> float:
             run.at(t + dur, f"SIGCONT the zombie ({dur:.1f}s)", cont)
             t += dur + rng.uniform(1.0, 2.0)
         return t
+    if sc.name == "zombie_midbatch":
+        run.stop_before_redis = rng.randint(3, 8)
+
+        # Polled every 0.25 s (events are scheduled up front): once worker1
+        # has stopped itself before a batch's Redis calls, let the group move
+        # its partitions and the new owners apply records (session timeout
+        # plus a few seconds), then continue it.
+        zs = {"stopped_at": None, "done": False, "hold": SESSION_TIMEOUT_MS / 1000 + rng.uniform(6.0, 9.0)}
+
+        def poll_zombie():
+            w = run.workers[0]
+            if zs["done"] or not w.alive():
+                return
+            if zs["stopped_at"] is None:
+                if proc_state(w.proc.pid) == "T":
+                    PausedSet.stop(w.proc.pid)
+                    w.state = "stopped-signal"
+                    zs["stopped_at"] = time.monotonic()
+                    run.injections += 1
+                    log("    worker1 stopped itself mid-batch")
+            elif time.monotonic() - zs["stopped_at"] >= zs["hold"]:
+                w.signal(signal.SIGCONT, "zombie_midbatch")
+                zs["done"] = True
+                log("    worker1 continued")
+        for n in range(int(40 / 0.25)):
+            run.at(t + n * 0.25, "", poll_zombie)
+        return t + 40.0
+
     if sc.name in ("settle_stable_id", "settle_fresh_id"):
         run.fresh_worker_id = sc.name == "settle_fresh_id"
         for _ in range(k):
@@ -1532,6 +1573,13 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
                 ts = sorted(run.settle_times)
                 out.extra.append(f"kill to no open transaction: median {ts[len(ts) // 2]:.1f}s, max {ts[-1]:.1f}s "
                                  f"over {len(ts)} kills")
+            if sc.name == "zombie_midbatch":
+                fenced = logs.count('msg="fenced')
+                out.extra.append(f"fenced zombie calls: {fenced}")
+                if not run.injections:
+                    out.error = "the zombie never stopped itself (a build without -DCHORUS_FAULT_HOOKS=ON?)"
+                elif not fenced:
+                    out.error = "the zombie's batch was not fenced"
             if sc.name == "zombie":
                 fenced = logs.count('msg="fenced')
                 out.extra.append(f"fenced zombie calls: {fenced}")

@@ -14,7 +14,7 @@
 # output and state equal to the clean run; 1 otherwise; 2 on a usage or
 # setup error.
 #
-# Scenarios: control kill9 crash_inflight zombie settle_stable_id settle_fresh_id
+# Scenarios: control kill9 crash_inflight zombie zombie_midbatch settle_stable_id settle_fresh_id
 # kill_at_release rebalance rolling_restart
 # redis_restart redis_pause redis_fnflush duplicates shuffled garbage
 # nonfinite broker_restart (default: all; crash_inflight, rolling_restart and
