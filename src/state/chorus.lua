@@ -965,17 +965,11 @@ local function window_publishers(base, horizon, asof, window)
     return out
 end
 
--- The series' watermark (SPEC §1): the older of its actuals' and its
--- predictions' watermarks, or nil until it has both. Trimming uses only this:
--- with one kind alone, the other may still be unread in another partition
--- and need everything (a replay with the actuals' partition read first).
-local function series_watermark(base)
-    local w = redis.call('MGET', base .. ':aw', base .. ':pw')
-    local aw, pw = tonumber(w[1]), tonumber(w[2])
-    if not aw or not pw then
-        return nil
-    end
-    return math.min(aw, pw)
+-- The series' watermarks, read once per call: {aw, pw, tc} (actuals',
+-- predictions', and the last trim cut), each nil while unset.
+local function watermarks(base)
+    local w = redis.call('MGET', base .. ':aw', base .. ':pw', base .. ':tc')
+    return {aw = tonumber(w[1]), pw = tonumber(w[2]), tc = tonumber(w[3])}
 end
 
 local DAY_MS = 86400000
@@ -986,16 +980,20 @@ local DAY_MS = 86400000
 -- the work runs once a day per series, not per record. Old buckets'
 -- predictions go with their revision counters; points that a cursor still
 -- counts leave its aggregate first.
-local function trim(base, retention, W)
-    local wm = series_watermark(base)
-    if not wm then
+--
+-- The series' watermark (SPEC §1) is the older of wm.aw and wm.pw, and
+-- trimming waits until the series has both: with one kind alone, the other
+-- may still be unread in another partition and need everything (a replay
+-- that reads the actuals' partition first).
+local function trim(base, retention, W, wm)
+    if not wm.aw or not wm.pw then
         return
     end
-    local cut = math.floor((wm - retention) / DAY_MS) * DAY_MS -- buckets < cut go
-    local done = tonumber(redis.call('GET', base .. ':tc') or '-1e300')
-    if cut <= done then
+    local cut = math.floor((math.min(wm.aw, wm.pw) - retention) / DAY_MS) * DAY_MS -- buckets < cut go
+    if wm.tc and cut <= wm.tc then
         return
     end
+    wm.tc = cut
     redis.call('SET', base .. ':tc', cut)
     local cutoff = '(' .. cut
     local agg = aagg_get(base, W, true)
@@ -1046,12 +1044,14 @@ local function actual(keys, args)
     end
     -- Reads that can fail come before the first write: Lua never rolls
     -- back, and a record whose watermark moved would come back "replayed".
-    local newest = tonumber(redis.call('GET', base .. ':aw') or '-1')
+    local wm = watermarks(base)
+    local newest = wm.aw or -1
     local cur_obs, cur_value = winning_actual(base, bucket)
     advance_watermark(base, wm_field, offset)
 
     if observed_at > newest then
         newest = observed_at
+        wm.aw = newest
         redis.call('SET', base .. ':aw', args[4])
     end
 
@@ -1081,7 +1081,7 @@ local function actual(keys, args)
             put_score(base, hm, bucket, args[4], f[2], value, window)
         end
     end
-    trim(base, retention, window)
+    trim(base, retention, window, wm)
     return {'applied', newest}
 end
 
@@ -1151,8 +1151,9 @@ local function prediction(keys, args)
     -- a batch, the later ones of that batch are held too, keeping order.
     if force ~= '1' then
         local held_key = base .. ':held'
-        local newest = tonumber(redis.call('GET', base .. ':aw') or '-1')
-        if redis.call('GET', held_key) == batch_id then
+        local got = redis.call('MGET', base .. ':aw', held_key)
+        local newest = tonumber(got[1]) or -1
+        if got[2] == batch_id then
             return {'hold', newest}
         end
         if newest < issued_at then
@@ -1165,15 +1166,19 @@ local function prediction(keys, args)
     local group = base .. ':p:' .. bucket
     local cur = redis.call('HGET', group, hm)
     local obs, act = winning_actual(base, bucket)
-    local pw = tonumber(redis.call('GET', base .. ':pw') or '-1')
+    local wm = watermarks(base)
     advance_watermark(base, wm_field, offset)
-    if issued_at > pw then
+    if not wm.pw or issued_at > wm.pw then
+        wm.pw = issued_at
         redis.call('SET', base .. ':pw', args[8])
     end
 
     -- Every published record counts for models_expected, superseded too.
-    redis.call('SADD', base .. ':models:' .. horizon, model)
-    redis.call('SADD', base .. ':hms', hm)
+    -- A model with a record in this group is in both sets already.
+    if not cur then
+        redis.call('SADD', base .. ':models:' .. horizon, model)
+        redis.call('SADD', base .. ':hms', hm)
+    end
     redis.call('ZADD', base .. ':pub:' .. hm, issued_at, args[8])
 
     if cur then
@@ -1228,7 +1233,7 @@ local function prediction(keys, args)
                    actual_stats(base, asof, window, true, shadow), expected}
     -- The offset prefix keeps members unique even if two replies are equal.
     redis.call('ZADD', snap_key, offset, offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(reply))
-    trim(base, retention, window)
+    trim(base, retention, window, wm)
     return reply
 end
 
