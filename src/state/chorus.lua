@@ -27,9 +27,11 @@
 --    issued_at >= base:pw (a stream is in one partition, in order), and its
 --    window needs nothing before issued_at - window >= pw - retention.
 --  * Numbers that are values (predictions, actuals) are stored as the exact
---    strings the worker sent ("%.17g"); numbers computed here are returned
---    as "%.17g" strings too (Lua's tostring keeps only 14 digits), so
---    strtod() in the worker gets the same bits. Times are integer
+--    strings the worker sent ("%.17g"); numbers computed here (sums, their
+--    components, the latest actual of an aggregate) are returned as 8
+--    little-endian bytes (struct.pack '<d'): the same bits, without
+--    formatting in Lua or strtod in the worker. +inf stands for a sum with a
+--    term too large to sum. Times are integer
 --    milliseconds, exact in Lua's doubles up to 2^53.
 --  * Validation happens in the worker before any call, and a function does
 --    its reads that can fail before its first write: Lua never rolls back.
@@ -89,10 +91,6 @@ end
 local function parse_score(m)
     local b, o, p, a = string.match(m, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
     return tonumber(b), tonumber(o), p, a
-end
-
-local function fmt(x)
-    return string.format('%.17g', x)
 end
 
 -- Checks the call's epoch and whether this record was already applied.
@@ -331,11 +329,17 @@ local function sagg_point(agg, pred, act, sign)
     end
 end
 
+-- A double in a reply: 8 little-endian bytes, the exact bits, with no
+-- formatting here and no strtod in the worker (SPEC-level exactness kept).
+local function bin(x)
+    return struct.pack('<d', x)
+end
+
 local function sum_string(p, big)
     if big > 0 then
-        return 'inf'
+        return bin(math.huge)
     end
-    return fmt(xround(p))
+    return bin(xround(p))
 end
 
 -- {n_se, Σse, n_ape, Σape}: what the worker computes MSE and MAPE from.
@@ -861,17 +865,17 @@ local function aagg_get(base, W, drop)
     return agg
 end
 
--- An exact sum as its canonical components (xcanon), or {'inf'}. The
+-- An exact sum as its canonical components (xcanon), or {+inf}. The
 -- first is the correctly rounded sum; the worker computes the centred sums
 -- of squares n·Σx² − (Σx)² exactly from them, with fma, far faster than
 -- Lua could.
 local function components(p, big)
     if big > 0 then
-        return {'inf'}
+        return {bin(math.huge)}
     end
     local c = xcanon(p)
     for i = 1, #c do
-        c[i] = fmt(c[i])
+        c[i] = bin(c[i])
     end
     return c
 end
@@ -884,7 +888,7 @@ local function aagg_reply(agg)
         h[#h + 1] = keys[i]
         h[#h + 1] = agg.hist[keys[i]]
     end
-    return {agg.n, agg.last_b, fmt(agg.last_v), components(agg.s1, agg.big),
+    return {agg.n, agg.last_b, bin(agg.last_v), components(agg.s1, agg.big),
             components(agg.s2, agg.big), agg.nd, components(agg.d1, agg.dbig),
             components(agg.d2, agg.dbig), h}
 end
@@ -1103,7 +1107,7 @@ end
 --    {{n_se, Σse, n_ape, Σape} per model, same order},
 --    {n, last_bucket, last_value, {Σv}, {Σv²}, n_d, {Σd}, {Σd²},
 --     {spacing, count, ...}} (each {sum} the canonical components of an
---     exact sum, largest first, or {'inf'}),
+--     exact sum, largest first, or {+inf}; every double 8 little-endian bytes),
 --    {expected model, ...}}
 --   Models and expected models are sorted; every aggregate is as of asof.
 --

@@ -495,15 +495,24 @@ static int parse_double(const redisReply *r, double *out) {
         return (*end || !isfinite(*out)) ? -1 : 0;
 }
 
-/* A sum from the state functions: finite, or "inf" when a term was too
+/* A double computed by the state functions: 8 little-endian bytes
+ * (struct.pack '<d' in chorus.lua), read by shifts so the host's byte order
+ * does not matter. */
+static int parse_binary_double(const redisReply *r, double *out) {
+        uint64_t u = 0;
+
+        if (r->type != REDIS_REPLY_STRING || r->len != 8)
+                return -1;
+        for (int i = 7; i >= 0; i--)
+                u = (u << 8) | (unsigned char)r->str[i];
+        memcpy(out, &u, sizeof(*out));
+        return 0;
+}
+
+/* A sum from the state functions: finite, or +inf when a term was too
  * large to sum (see chorus.lua). NaN and -inf never come from them. */
 static int parse_sum(const redisReply *r, double *out) {
-        char *end;
-
-        if (r->type != REDIS_REPLY_STRING || r->len == 0)
-                return -1;
-        *out = strtod(r->str, &end);
-        return (*end || isnan(*out) || *out == -INFINITY) ? -1 : 0;
+        return (parse_binary_double(r, out) || isnan(*out) || *out == -INFINITY) ? -1 : 0;
 }
 
 static int parse_int(const redisReply *r, int64_t *out) {
@@ -582,7 +591,7 @@ int chorus_state_parse_actual_agg(const redisReply *r, chorus_group_scratch_t *s
         /* {n, last_bucket, last_value, {Σv}, {Σv²}, n_d, {Σd}, {Σd²}, {spacing, count, ...}} */
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 9 ||
             parse_count(r->element[0], &out->n) || parse_int(r->element[1], &out->last_bucket) ||
-            parse_double(r->element[2], &out->last_value) ||
+            parse_binary_double(r->element[2], &out->last_value) || !isfinite(out->last_value) ||
             parse_count(r->element[5], &out->n_diff) ||
             (h = r->element[8])->type != REDIS_REPLY_ARRAY || h->elements % 2)
                 return -1;

@@ -571,6 +571,21 @@ static void reply_text(const redisReply *r, char **buf, size_t *len, size_t *cap
         default:
                 snprintf(tmp, sizeof(tmp), "?%d", r->type);
         }
+        /* Strings as hex: the functions' doubles are 8 binary bytes. */
+        if (r->type == REDIS_REPLY_STRING) {
+                static const char hex[] = "0123456789abcdef";
+                while (*len + 2 * r->len + 2 > *cap) {
+                        *cap = *cap ? *cap * 2 : 4096;
+                        *buf = realloc(*buf, *cap);
+                }
+                for (size_t i = 0; i < r->len; i++) {
+                        (*buf)[(*len)++] = hex[(unsigned char)r->str[i] >> 4];
+                        (*buf)[(*len)++] = hex[(unsigned char)r->str[i] & 15];
+                }
+                (*buf)[(*len)++] = ',';
+                (*buf)[*len] = 0;
+                return;
+        }
         n = strlen(s);
         while (*len + n + 2 > *cap) {
                 *cap = *cap ? *cap * 2 : 4096;
