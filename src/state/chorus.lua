@@ -954,15 +954,22 @@ end
 -- ------------------------------------------------------------------ --
 
 -- Models of a horizon that published a prediction (superseded ones
--- included) with issued_at in (asof - window, asof], sorted.
+-- included) with issued_at in (asof - window, asof], sorted. base:lastpub:<h>
+-- scores each model by its latest issued_at: a model whose latest is at or
+-- before asof - window has published nothing in the window, one whose latest
+-- is in the window has, and only one whose latest is after asof (a query
+-- behind the stream, rare) needs its base:pub:<h>|<m> counted. So the usual
+-- cost is one ranged read, whatever the number of models.
 local function window_publishers(base, horizon, asof, window)
     local out = {}
-    local models = redis.call('SMEMBERS', base .. ':models:' .. horizon)
-    for i = 1, #models do
-        local n = redis.call('ZCOUNT', base .. ':pub:' .. horizon .. '|' .. models[i],
-                             '(' .. (asof - window), asof)
-        if n > 0 then
-            out[#out + 1] = models[i]
+    local latest = redis.call('ZRANGEBYSCORE', base .. ':lastpub:' .. horizon,
+                              '(' .. (asof - window), '+inf', 'WITHSCORES')
+    for i = 1, #latest, 2 do
+        local m = latest[i]
+        if tonumber(latest[i + 1]) <= asof
+            or redis.call('ZCOUNT', base .. ':pub:' .. horizon .. '|' .. m,
+                          '(' .. (asof - window), asof) > 0 then
+            out[#out + 1] = m
         end
     end
     table.sort(out)
@@ -1023,6 +1030,10 @@ local function trim(base, retention, W, wm)
         end
         redis.call('ZREMRANGEBYSCORE', base .. ':sc:' .. hm, '-inf', cutoff)
         redis.call('ZREMRANGEBYSCORE', base .. ':pub:' .. hm, '-inf', cutoff)
+        -- A model whose latest record is before the cut has nothing left
+        -- in base:pub and nothing in any window still to be computed.
+        local h = string.match(hm, '^([^|]*)|')
+        redis.call('ZREMRANGEBYSCORE', base .. ':lastpub:' .. h, '-inf', cutoff)
     end
 end
 
@@ -1178,12 +1189,12 @@ local function prediction(keys, args)
     end
 
     -- Every published record counts for models_expected, superseded too.
-    -- A model with a record in this group is in both sets already.
+    -- A model with a record in this group is in base:hms already.
     if not cur then
-        redis.call('SADD', base .. ':models:' .. horizon, model)
         redis.call('SADD', base .. ':hms', hm)
     end
     redis.call('ZADD', base .. ':pub:' .. hm, issued_at, args[8])
+    redis.call('ZADD', base .. ':lastpub:' .. horizon, 'GT', issued_at, model)
 
     if cur then
         if cur == record then
