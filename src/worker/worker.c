@@ -738,10 +738,12 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
 }
 
 /* Whether held or fresh prediction @p e waits in the worker instead of being
- * sent: its series' actuals are known not to have reached its issued_at, or
- * an earlier prediction of its series waits (order within a stream is kept).
- * A prediction whose series' watermark is unknown is sent, and Redis decides
- * (SPEC §9.2); so each prediction is sent once when its actuals are there. */
+ * sent: its series' actuals are not known to have reached its issued_at
+ * (the watermark is read for the next batch; a series seen for the first
+ * time waits one batch for that), or an earlier prediction of its series
+ * waits (order within a stream is kept). Redis still decides what it is
+ * sent (SPEC §9.2), but so each prediction is sent once, when it can be
+ * applied. */
 static int waits_in_worker(chorus_worker_t *w, const entry_t *e, int force) {
         const char *series = e->rec.prediction.series;
         int64_t known;
@@ -751,7 +753,7 @@ static int waits_in_worker(chorus_worker_t *w, const entry_t *e, int force) {
         if (force)
                 return 0;
         known = chorus_series_map_get(w->actual_wm, series);
-        if (known < 0 || known >= e->rec.prediction.issued_at)
+        if (known >= e->rec.prediction.issued_at)
                 return 0;
         if (chorus_series_map_raise(w->blocked, series, 0) == 0)
                 snprintf(VEC_PUSH(w, wm_reads)[0], sizeof(chorus_name_t), "%s", series);
@@ -818,9 +820,15 @@ static void learn_watermarks(chorus_worker_t *w) {
         for (size_t i = 0; i < w->n_entries; i++) {
                 const entry_t *e = &w->entries[i];
                 int64_t wm;
+                const redisReply *r;
                 if (e->reply == NO_REPLY || e->dead)
                         continue;
-                wm = chorus_state_reply_watermark(chorus_state_batch_reply(w->state, e->reply));
+                r = chorus_state_batch_reply(w->state, e->reply);
+                wm = chorus_state_reply_watermark(r);
+                /* Held with no actual applied yet: known to be behind any
+                 * issued_at, so the prediction waits here, not in Redis. */
+                if (wm < 0 && chorus_state_reply_status(r) == CHORUS_APPLY_HOLD)
+                        wm = 0;
                 if (wm >= 0)
                         chorus_series_map_raise(w->actual_wm,
                                                 e->role == CHORUS_TOPIC_PREDICTIONS
@@ -831,8 +839,8 @@ static void learn_watermarks(chorus_worker_t *w) {
         for (size_t i = 0; i < w->n_wm_reads; i++) {
                 int64_t wm =
                     chorus_state_reply_watermark(chorus_state_batch_reply(w->state, base + i));
-                if (wm >= 0)
-                        chorus_series_map_raise(w->actual_wm, w->wm_reads[i], wm);
+                /* No actual yet (nil) is known too: behind any issued_at. */
+                chorus_series_map_raise(w->actual_wm, w->wm_reads[i], wm >= 0 ? wm : 0);
         }
 }
 
