@@ -1024,6 +1024,14 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                         if (!e->held_since_ms) {
                                 e->held_since_ms = now;
                                 w->stats.held++;
+                                chorus_log_debug(
+                                    "worker",
+                                    "msg=\"holding\" series=%s issued_at=%" PRId64
+                                    " actual_watermark=%" PRId64 " topic=%s partition=%d "
+                                    "offset=%" PRId64,
+                                    e->rec.prediction.series, e->rec.prediction.issued_at,
+                                    chorus_series_map_get(w->actual_wm, e->rec.prediction.series),
+                                    e->topic, (int)e->partition, e->offset);
                         }
                         carry(w, e);
                         break;
