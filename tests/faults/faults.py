@@ -263,15 +263,19 @@ def make_dataset(avro: AvroCodec, n_series: int, days: int, seed: int, absurd: b
     return out
 
 
-def add_copies(recs: list[Rec], rng: random.Random, fraction: float = 0.10) -> list[Rec]:
+def add_copies(recs: list[Rec], rng: random.Random, fraction: float = 0.10,
+               max_late: Optional[int] = None) -> list[Rec]:
     """A copy of ~fraction of the records, each at a random later position
-    (same key, so same partition, new offset)."""
+    (same key, so same partition, new offset), at most max_late records
+    after the original. A copy later than the retention would meet a
+    trimmed group and legitimately count as new (docs/redis-keys.md)."""
     out = list(recs)
     picks = sorted(rng.sample(range(len(recs)), max(1, int(len(recs) * fraction))))
     for i in reversed(picks):
         src = recs[i]
         # position in `out` of the original: every insert so far was later
-        pos = rng.randint(i + 1, len(out))
+        hi = len(out) if max_late is None else min(len(out), i + max_late)
+        pos = rng.randint(i + 1, hi)
         out.insert(pos, Rec(src.role, src.key, src.value, "copy", src.series, "copy"))
     return out
 
@@ -1542,7 +1546,10 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
         rng = random.Random(rseed)
         recs = suite.dataset(sc.data)
         if sc.name == "duplicates":
-            recs = add_copies(recs, rng)
+            # Copies arrive up to (retention - window - 1) days of records
+            # late: still inside what trimming keeps for their groups.
+            days = max(1, suite.args.retention_days - suite.args.window_days - 1)
+            recs = add_copies(recs, rng, max_late=int(len(recs) / suite.args.days * days))
         elif sc.name == "shuffled":
             recs = shuffle_order(recs, rng)
         elif sc.name in ("garbage", "rolling_restart"):
