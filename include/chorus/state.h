@@ -48,8 +48,9 @@ typedef struct chorus_source {
         const char *topic;
         int32_t partition;
         int64_t offset;
-        int64_t epoch;               /**< the partition's epoch (chorus_state_take_epochs) */
-        const char *committed_batch; /**< batch id in the partition's commit metadata, or "-" */
+        int64_t epoch;                 /**< the partition's epoch (chorus_state_take_epochs) */
+        const char *committed_batches; /**< ids in the partition's commit metadata, comma-separated,
+                                          or "-" */
 } chorus_source_t;
 
 /** @brief Queue chorus_actual for @p a. */

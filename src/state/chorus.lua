@@ -1104,11 +1104,12 @@ end
 -- chorus_prediction KEYS[1]=base
 --   ARGV: wm_field, offset, batch_id, force, horizon, model, bucket,
 --         issued_at, value, record, window_ms, retention_ms, want_expected,
---         epoch, committed_batch
---   `committed_batch` is the id of the last batch whose transaction committed
---   this input partition's offsets (the worker reads it back from the
---   offsets' commit metadata): a snapshot left by that batch belongs to a
---   committed output and is dropped instead of re-emitted.
+--         epoch, committed_batches
+--   `committed_batches` lists, comma-separated, the batches whose
+--   transactions committed this input partition's offsets and whose records
+--   may still be read again (the worker reads them back from the offsets'
+--   commit metadata; "-" when none): a snapshot left by one of them belongs
+--   to a committed output and is dropped instead of re-emitted.
 --   `record` is the canonical text of every field of the prediction, so
 --   that an exact duplicate is recognised.
 -- Reply:
@@ -1129,7 +1130,7 @@ local function prediction(keys, args)
     local issued_at, value, record = tonumber(args[8]), args[9], args[10]
     local window, retention = tonumber(args[11]), tonumber(args[12])
     local want_expected = args[13] == '1'
-    local committed_batch = args[15]
+    local committed_batches = ',' .. args[15] .. ','
 
     local snap_key = base .. ':snap:' .. wm_field
     local seen = admit(base, wm_field, offset, args[14])
@@ -1143,7 +1144,7 @@ local function prediction(keys, args)
         end
         -- Member: "<offset>|<batch id>|<msgpack reply>".
         local o, b, packed = string.match(snap[1], '^([^|]*)|([^|]*)|(.*)$')
-        if b == committed_batch then
+        if b ~= '' and string.find(committed_batches, ',' .. b .. ',', 1, true) then
             -- Its output committed; the release was lost (a crash right
             -- after the commit). Re-emitting would duplicate it.
             redis.call('ZREMRANGEBYSCORE', snap_key, offset, offset)

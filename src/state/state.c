@@ -299,7 +299,7 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
                               st->retention_ms,
                               want_expected ? "1" : "0",
                               ep,
-                              src->committed_batch};
+                              src->committed_batches};
 
         base_key(st, base, sizeof(base), p->series);
         snprintf(wm, sizeof(wm), "%s|%d", src->topic, (int)src->partition);

@@ -29,6 +29,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "chorus/codec.h"
+#include "chorus/commit_meta.h"
 #include "chorus/forecast.h"
 #include "chorus/identity.h"
 #include "chorus/log.h"
@@ -93,12 +94,14 @@ typedef struct dlq_done {
 #define NO_REPLY ((size_t)-1)
 
 /* An assigned input partition: the epoch that fences its previous owners'
- * Redis writes, and the batch named in its committed offset's metadata. */
+ * Redis writes, and the batches named in its committed offset's metadata
+ * (their snapshots are committed outputs). */
 typedef struct owned {
         const char *topic;
         int32_t partition;
         int64_t epoch; /* 0 until taken */
-        char committed_batch[64];
+        chorus_commit_meta_t committed;
+        char committed_ids[CHORUS_COMMIT_META_MAX * (CHORUS_COMMIT_META_ID_MAX + 1) + 2];
 } owned_t;
 
 /* Consume position of one assigned partition. */
@@ -279,6 +282,18 @@ static void forget_partitions(chorus_worker_t *w, const rd_kafka_topic_partition
         }
 }
 
+/* The partition's commit metadata, as committed or read back. */
+static void owned_set_committed(owned_t *o, const char *meta, size_t len) {
+        int skipped = chorus_commit_meta_parse(&o->committed, meta, len);
+
+        if (skipped)
+                chorus_log_warn("worker",
+                                "msg=\"commit metadata entries ignored\" topic=%s partition=%d "
+                                "skipped=%d",
+                                o->topic, (int)o->partition, skipped);
+        chorus_commit_meta_ids(&o->committed, o->committed_ids, sizeof(o->committed_ids));
+}
+
 static owned_t *owned_get(chorus_worker_t *w, const char *topic, int32_t partition) {
         for (size_t i = 0; i < w->n_owned; i++)
                 if (same_partition(w->owned[i].topic, w->owned[i].partition, topic, partition))
@@ -297,7 +312,8 @@ static void own_partitions(chorus_worker_t *w, const rd_kafka_topic_partition_li
                 if (!topic || owned_get(w, topic, parts->elems[i].partition))
                         continue;
                 o = VEC_PUSH(w, owned);
-                *o = (owned_t){topic, parts->elems[i].partition, 0, "-"};
+                *o = (owned_t){.topic = topic, .partition = parts->elems[i].partition};
+                owned_set_committed(o, NULL, 0);
         }
         w->refresh_owned = 1;
 }
@@ -765,7 +781,7 @@ static chorus_source_t source_of(chorus_worker_t *w, const entry_t *e) {
         /* Not owned (cannot happen: revoked partitions' records are dropped):
          * epoch 0 is older than any taken, so Redis refuses the call. */
         return (chorus_source_t){e->topic, e->partition, e->offset, o ? o->epoch : 0,
-                                 o ? o->committed_batch : "-"};
+                                 o ? o->committed_ids : "-"};
 }
 
 static void queue_state_calls(chorus_worker_t *w) {
@@ -1047,18 +1063,25 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
 
 /* The offsets to commit: per partition, after the last record handled, but
  * never beyond a held or retried record. Every consumed partition is listed,
- * moved or not, with the batch id as commit metadata: a snapshot tagged with
- * the batch that a partition's metadata names belongs to a committed output,
- * so a crash between the commit and the release cannot re-emit it (the
- * records behind a held prediction's offset are read again). *moved is set
- * when some offset moves. NULL when no partition was consumed. */
+ * moved or not, with commit metadata that names this batch and the earlier
+ * owners' batches whose records are still ahead of the offset
+ * (include/chorus/commit_meta.h): a snapshot tagged with a batch that a
+ * partition's metadata names belongs to a committed output, so a crash
+ * between the commit and the release cannot re-emit it (the records behind
+ * a held prediction's offset are read again, maybe by a later owner).
+ * *moved is set when some offset moves. NULL when no partition was consumed. */
 static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w, int *moved) {
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+        char own_prefix[sizeof(w->instance_id) + 1];
+        char meta[sizeof(((owned_t *)0)->committed_ids) + CHORUS_COMMIT_META_MAX * 24];
+        chorus_commit_meta_t next;
 
+        snprintf(own_prefix, sizeof(own_prefix), "%s-", w->instance_id);
         *moved = 0;
         for (size_t i = 0; i < w->n_positions; i++) {
                 position_t *pos = &w->positions[i];
                 rd_kafka_topic_partition_t *tp;
+                owned_t *o;
                 int64_t commit = pos->next_offset;
 
                 for (size_t j = 0; j < w->n_held; j++)
@@ -1072,8 +1095,13 @@ static rd_kafka_topic_partition_list_t *offsets_to_commit(chorus_worker_t *w, in
                         *moved = 1;
                 tp = rd_kafka_topic_partition_list_add(list, pos->topic, pos->partition);
                 tp->offset = commit;
-                tp->metadata = strdup(w->batch_id); /* freed with the list */
-                tp->metadata_size = tp->metadata ? strlen(w->batch_id) : 0;
+                o = owned_get(w, pos->topic, pos->partition);
+                chorus_commit_meta_next(&next, o ? &o->committed : NULL, own_prefix, w->batch_id,
+                                        pos->next_offset, commit);
+                if (chorus_commit_meta_format(&next, meta, sizeof(meta)) < 0)
+                        snprintf(meta, sizeof(meta), "%s@%" PRId64, w->batch_id, pos->next_offset);
+                tp->metadata = strdup(meta); /* freed with the list */
+                tp->metadata_size = tp->metadata ? strlen(meta) : 0;
         }
         if (!list->cnt) {
                 rd_kafka_topic_partition_list_destroy(list);
@@ -1089,7 +1117,7 @@ static void offsets_committed(chorus_worker_t *w, const rd_kafka_topic_partition
 
                 position_get(w, tp->topic, tp->partition)->committed_offset = tp->offset;
                 if (o)
-                        snprintf(o->committed_batch, sizeof(o->committed_batch), "%s", w->batch_id);
+                        owned_set_committed(o, tp->metadata, tp->metadata_size);
         }
         /* The snapshots of this batch may go with the next round trip, and
          * its dead letters be recorded as committed. */
@@ -1358,15 +1386,11 @@ static chorus_err_t refresh_owned(chorus_worker_t *w, volatile sig_atomic_t *sto
                         for (int i = 0; i < parts->cnt; i++) {
                                 const rd_kafka_topic_partition_t *tp = &parts->elems[i];
                                 owned_t *o = owned_get(w, tp->topic, tp->partition);
-                                size_t n = tp->metadata_size;
 
                                 if (!o)
                                         continue;
                                 o->epoch = epochs[i];
-                                if (!tp->metadata || !n || n >= sizeof(o->committed_batch))
-                                        n = 0;
-                                memcpy(o->committed_batch, n ? tp->metadata : "-", n ? n : 1);
-                                o->committed_batch[n ? n : 1] = '\0';
+                                owned_set_committed(o, tp->metadata, tp->metadata_size);
                         }
                         w->refresh_owned = 0;
                 }
