@@ -35,7 +35,7 @@ echo "# chorus.lua of the working tree"
 if [[ -n $compare_ref ]]; then
 	lua=$(mktemp)
 	trap 'rm -f "$lua"' EXIT
-	git show "$compare_ref:src/state/chorus.lua" >"$lua"
+	{ git show "$compare_ref:src/state/chorus.lua" 2>/dev/null || for p in $(git ls-tree --name-only "$compare_ref" src/state/lua/ | sort); do git show "$compare_ref:$p"; done; } >"$lua"
 	echo "# chorus.lua of $compare_ref"
 	"$BUILD/agg_cost" --lua "$lua" "${args[@]}"
 fi

@@ -5,7 +5,7 @@
  *
  * Invariants:
  *  - The builders use the same terms, thresholds and exact sums as the state
- *    functions (src/state/chorus.lua), so an aggregate returned by Redis and
+ *    functions (src/state/lua/), so an aggregate returned by Redis and
  *    one built here from the same window are equal bit for bit; the
  *    broker-less tests hold the two to that.
  *  - A sum that is +inf (a term too large to sum) never yields a z-score:

@@ -1,7 +1,7 @@
 /*
  * Exact summation of doubles (Shewchuk's msum with CPython math.fsum's
  * correctly rounded final step), the C twin of the Lua in
- * src/state/chorus.lua. The tests recompute windows with it and expect the
+ * src/state/lua/. The tests recompute windows with it and expect the
  * state functions' replies bit for bit.
  *
  * Invariants:

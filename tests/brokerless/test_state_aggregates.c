@@ -1,6 +1,6 @@
 /*
  * Broker-less tests of the window aggregates kept by the state functions
- * (src/state/chorus.lua, issue #4), against a real redis-server child.
+ * (src/state/lua/, issue #4), against a real redis-server child.
  *
  * The functions are driven directly (FCALL, no Kafka, no hold) with the same
  * records in several arrival orders: in order, lightly shuffled and fully

@@ -1,0 +1,71 @@
+#!lua name=chorus
+--
+-- Chorus state functions (Redis 7 Functions).
+--
+-- Every state change of a series happens in one of these functions, so it
+-- is atomic whichever worker runs it. KEYS[1] is the series' base key,
+-- "<prefix>:{<series>}"; every key below is derived from it and therefore
+-- shares the series' Cluster hash tag and slot. The key layout is
+-- documented in docs/redis-keys.md; keep the two in step.
+--
+-- Invariants:
+--  * Upserts are keyed by business keys (bucket, horizon, model), never
+--    blind increments driven by arrival: re-applying a record is a no-op.
+--  * base:wm holds, per input topic-partition, the last offset applied for
+--    this series. A record at or below it is reported as "replayed" and
+--    changes nothing, which makes the arrival-order tie-break (a tie on
+--    issued_at or observed_at goes to the later arrival) replay-safe.
+--  * Fencing: every write call carries its partition's epoch (taken by the
+--    worker with INCR when the partition was assigned to it). base:wm keeps
+--    the newest epoch seen per partition ("e|<topic>|<partition>"); a call
+--    with an older one is answered "fenced" before anything is read or
+--    written, so a zombie that lost the partition cannot interleave with
+--    the new owner (SPEC §9.1).
+--  * Trimming (SPEC §9.2) is measured from the series' watermark, the older
+--    of its actuals' (base:aw) and predictions' (base:pw) watermarks, and
+--    only once the series has both: a held or not-yet-read prediction has
+--    issued_at >= base:pw (a stream is in one partition, in order), and its
+--    window needs nothing before issued_at - window >= pw - retention.
+--  * Numbers that are values (predictions, actuals) are stored as the exact
+--    strings the worker sent ("%.17g"); numbers computed here (sums, their
+--    components, the latest actual of an aggregate) are returned as 8
+--    little-endian bytes (struct.pack '<d'): the same bits, without
+--    formatting in Lua or strtod in the worker. +inf stands for a sum with a
+--    term too large to sum. Times are integer
+--    milliseconds, exact in Lua's doubles up to 2^53.
+--  * Validation happens in the worker before any call, and a function does
+--    its reads that can fail before its first write: Lua never rolls back.
+--  * An applied prediction leaves a snapshot of what its forecast is
+--    computed from (base:snap:<topic>|<partition>, by offset) until the
+--    worker has committed its output (chorus_release). A re-delivered
+--    record that still has a snapshot is answered "reemit" with exactly
+--    that snapshot, so the output of a batch whose transaction never
+--    committed is re-created bit for bit, whatever happened since.
+--
+-- Window aggregates (issue #4: the cost of a record must not grow with the
+-- window). "As of I" a window holds the buckets with I - W < bucket <= I
+-- whose winning actual has observed_at <= I (SPEC §1, §4). Writing
+-- vis = max(bucket, observed_at), that is: bucket > I - W and vis <= I.
+--  * Each (series, horizon, model) keeps its score aggregate as of a cursor
+--    T (base:sa:<h>|<m>), and the series keeps its actual aggregate as of
+--    its own cursor (base:aa). Moving a cursor forward from T to I only
+--    touches the points that leave ((T - W, I - W], visible at T) and the
+--    points that become visible (vis in (T, I]): buckets in (T, I] read in
+--    bucket order, plus the few buckets <= T whose winning actual is not
+--    visible yet, which wait in a pending set scored by vis
+--    (base:sp:<h>|<m>, base:ap; invariant: it holds every bucket in
+--    (T - W, T] with vis > T, and possibly stale buckets <= T - W, which
+--    are ignored; the aggregate counts the set's members, so an empty set
+--    costs no query). A query behind the cursor (I < T) scans the window.
+--  * Every sum is exact: a list of non-overlapping partials (Shewchuk's
+--    msum, as in Python's math.fsum), to which a removal adds -x. What a
+--    reply carries is the exact sum correctly rounded (scores) or its
+--    canonical components (actuals), which depend only on the set of
+--    terms, so the cursor path, the scan and every arrival order give the
+--    same bits. chorus_debug_check compares an aggregate with a scan; the
+--    tests run it.
+--  * A change to a point at or before a cursor (a revised prediction, a new
+--    winning actual, retention trimming) adjusts that cursor's aggregate
+--    in the same call: subtract the old point if it was included, add the
+--    new one if it is visible, or move it to/from the pending set.
+
