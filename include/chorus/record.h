@@ -98,4 +98,33 @@ typedef struct chorus_forecast {
         chorus_fallback_t fallback;
 } chorus_forecast_t;
 
+#define CHORUS_ALERT_DETAILS_MAX      32  /**< entries of Alert.details */
+#define CHORUS_ALERT_DETAIL_KEY_MAX   64  /**< bytes of a details key */
+#define CHORUS_ALERT_DETAIL_VALUE_MAX 512 /**< bytes of a details value */
+
+/** Alert (SPEC §3, §6). `details` keys are unique and kept in the order
+ *  given, so that the encoded map is byte-identical across runs. */
+typedef struct chorus_alert {
+        char
+            fingerprint[5 * (CHORUS_NAME_MAX + 1) + 32]; /**< type|series|horizon|model|indicator */
+        char type[32];
+        char severity[16]; /**< critical, warning or info */
+        char state[16];    /**< firing or resolved */
+        int has_series;
+        chorus_name_t series;
+        int has_horizon;
+        chorus_name_t horizon;
+        int has_model_id;
+        chorus_name_t model_id;
+        int has_indicator;
+        chorus_name_t indicator;
+        double value;
+        double threshold;
+        int64_t event_time;
+        char message[512];
+        size_t n_details;
+        char detail_key[CHORUS_ALERT_DETAILS_MAX][CHORUS_ALERT_DETAIL_KEY_MAX + 1];
+        char detail_value[CHORUS_ALERT_DETAILS_MAX][CHORUS_ALERT_DETAIL_VALUE_MAX + 1];
+} chorus_alert_t;
+
 #endif /* CHORUS_RECORD_H */

@@ -56,6 +56,7 @@ typedef enum fkind {
         K_EXPECTED, /* forecast: array<string> from expected[] */
         K_PRESENT,  /* forecast: array<string> from present[] */
         K_FALLBACK, /* forecast: ["null","string"] from chorus_fallback_t */
+        K_DETAILS,  /* alert: map<string> from detail_key[], detail_value[] (encode only) */
 } fkind_t;
 
 typedef struct fdesc {
@@ -120,6 +121,22 @@ static const fdesc_t forecast_fields[] = {
     {"fallback", K_FALLBACK, 1, offsetof(chorus_forecast_t, fallback), 0, 0},
 };
 
+static const fdesc_t alert_fields[] = {
+    REQ(chorus_alert_t, fingerprint, K_TEXT),
+    REQ(chorus_alert_t, type, K_LABEL),
+    REQ(chorus_alert_t, severity, K_LABEL),
+    REQ(chorus_alert_t, state, K_LABEL),
+    OPT(chorus_alert_t, series, has_series, K_NAME),
+    OPT(chorus_alert_t, horizon, has_horizon, K_NAME),
+    OPT(chorus_alert_t, model_id, has_model_id, K_NAME),
+    OPT(chorus_alert_t, indicator, has_indicator, K_NAME),
+    REQ(chorus_alert_t, value, K_DOUBLE),
+    REQ(chorus_alert_t, threshold, K_DOUBLE),
+    REQ(chorus_alert_t, event_time, K_TS),
+    REQ(chorus_alert_t, message, K_TEXT),
+    {"details", K_DETAILS, 0, 0, 0, 0},
+};
+
 #define TABLE(t) t, sizeof(t) / sizeof(t[0])
 
 static const struct tdesc {
@@ -140,7 +157,7 @@ static const struct tdesc {
                                           0, 0},
     [CHORUS_RECORD_FORECAST] = {"ensemble_forecast.avsc", "EnsembleForecast",
                                 TABLE(forecast_fields), sizeof(chorus_forecast_t), 1},
-    [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", NULL, 0, 0, 0},
+    [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", TABLE(alert_fields), sizeof(chorus_alert_t), 0},
     [CHORUS_RECORD_REGIME_CHANGE] = {"regime_change.avsc", "RegimeChange", NULL, 0, 0, 0},
     [CHORUS_RECORD_VALIDATION_WINDOW] = {"validation_window.avsc", "ValidationWindow", NULL, 0, 0,
                                          0},
@@ -272,6 +289,8 @@ static int kind_matches(fkind_t k, avro_schema_t s) {
         case K_EXPECTED:
         case K_PRESENT:
                 return t == AVRO_ARRAY && is_avro_string(deref(avro_schema_array_items(s)));
+        case K_DETAILS:
+                return t == AVRO_MAP && is_avro_string(deref(avro_schema_map_values(s)));
         }
         return 0;
 }
@@ -1092,6 +1111,39 @@ static chorus_err_t put_weights(avro_value_t *map, const chorus_forecast_t *fc, 
         return CHORUS_OK;
 }
 
+static chorus_err_t put_details(avro_value_t *map, const chorus_alert_t *a, char *errstr,
+                                size_t errstr_size) {
+        avro_value_t e;
+        chorus_err_t err;
+        int is_new;
+
+        if (a->n_details > CHORUS_ALERT_DETAILS_MAX) {
+                chorus_seterr(errstr, errstr_size, "field details: %zu entries exceeds %d",
+                              a->n_details, CHORUS_ALERT_DETAILS_MAX);
+                return CHORUS_ERR_INVALID_ARG;
+        }
+        for (size_t i = 0; i < a->n_details; i++) {
+                const char *k = a->detail_key[i];
+
+                if (strnlen(k, sizeof(a->detail_key[i])) == sizeof(a->detail_key[i])) {
+                        chorus_seterr(errstr, errstr_size,
+                                      "field details: key %zu not NUL-terminated", i);
+                        return CHORUS_ERR_INVALID_ARG;
+                }
+                if (avro_value_add(map, k, &e, NULL, &is_new))
+                        return CHORUS_ERR_NOMEM;
+                if (!is_new) {
+                        chorus_seterr(errstr, errstr_size, "field details: key %s appears twice",
+                                      k);
+                        return CHORUS_ERR_INVALID_ARG;
+                }
+                if ((err = put_string(&e, a->detail_value[i], sizeof(a->detail_value[i]), "details",
+                                      errstr, errstr_size)))
+                        return err;
+        }
+        return CHORUS_OK;
+}
+
 static chorus_err_t put_field(const fdesc_t *fd, avro_value_t *v, const unsigned char *rec,
                               char *errstr, size_t errstr_size) {
         const void *m = rec + fd->off;
@@ -1133,6 +1185,9 @@ static chorus_err_t put_field(const fdesc_t *fd, avro_value_t *v, const unsigned
                 s = chorus_fallback_name(f);
                 return s && !avro_value_set_string(v, s) ? CHORUS_OK : CHORUS_ERR_NOMEM;
         }
+        case K_DETAILS:
+                return put_details(v, (const chorus_alert_t *)(const void *)rec, errstr,
+                                   errstr_size);
         }
         return CHORUS_ERR_UNSUPPORTED;
 }
@@ -1182,7 +1237,8 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
                  * previous record's entries. Scalars and strings are simply
                  * overwritten, which lets Avro-C reuse the string buffers
                  * instead of freeing and allocating them per record. */
-                if ((fd->kind == K_WEIGHTS || fd->kind == K_EXPECTED || fd->kind == K_PRESENT) &&
+                if ((fd->kind == K_WEIGHTS || fd->kind == K_EXPECTED || fd->kind == K_PRESENT ||
+                     fd->kind == K_DETAILS) &&
                     avro_value_reset(&fv))
                         goto avro_fail;
                 if (fd->optional) {
