@@ -137,7 +137,9 @@ typedef struct chorus_config {
 
         char *redis_host;     /**< redis.host (127.0.0.1) */
         int redis_port;       /**< redis.port (6379) */
+        char *redis_user;     /**< redis.user (empty: the default user) */
         char *redis_password; /**< redis.password (empty: none) */
+        int redis_tls;        /**< redis.tls (false; true is rejected: no TLS in hiredis 0.14) */
         int redis_db;         /**< redis.db (0) */
         int redis_timeout_ms; /**< redis.timeout_ms (5000) */
         char *redis_prefix;   /**< redis.key_prefix ("chorus"); no braces */

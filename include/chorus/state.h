@@ -39,6 +39,20 @@ void chorus_state_destroy(chorus_state_t *st);
  *  @returns CHORUS_OK or CHORUS_ERR_REDIS. */
 chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Check that the server keeps state safely, once at worker start.
+ *
+ * Reads `CONFIG GET maxmemory-policy`: anything but `noeviction` is refused,
+ * `volatile-*` included (Chorus gives its short-lived hold markers a TTL,
+ * and evicting one early would reorder a batch). Warns (log) when
+ * persistence is off: `appendonly no` and an empty `save`. When CONFIG is
+ * unavailable (renamed or forbidden, as on managed services) it warns and
+ * returns CHORUS_OK.
+ * @returns CHORUS_OK, CHORUS_ERR_CONFIG (evicting policy, reason in
+ *          @p errstr) or CHORUS_ERR_REDIS (connection failed).
+ */
+chorus_err_t chorus_state_check_server(chorus_state_t *st, char *errstr, size_t errstr_size);
+
 /** @brief Start a new batch, freeing the previous batch's commands and replies. */
 void chorus_state_batch_begin(chorus_state_t *st, const char *batch_id);
 
@@ -52,6 +66,13 @@ typedef struct chorus_source {
         const char *committed_batches; /**< ids in the partition's commit metadata, comma-separated,
                                           or "-" */
 } chorus_source_t;
+
+/** @brief Queue one command of @p argc arguments (FCALL ... for the other
+ *  modules' functions, such as src/monitor/). */
+void chorus_state_add_command(chorus_state_t *st, int argc, const char **argv);
+
+/** @brief The series' base key, "<prefix>:{<series>}". */
+void chorus_state_base_key(const chorus_state_t *st, char *buf, size_t size, const char *series);
 
 /** @brief Queue chorus_actual for @p a. */
 void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,

@@ -1,6 +1,8 @@
 /*
- * `chorus run`: load the configuration, start a worker, run until SIGINT or
- * SIGTERM. Exit status: 0 clean stop, 1 runtime failure, 2 bad configuration.
+ * `chorus run`: load the configuration, check that Redis keeps state safely,
+ * start a worker, run until SIGINT or SIGTERM. Exit status: 0 clean stop,
+ * 1 runtime failure, 2 bad configuration (of Chorus, or a Redis whose
+ * maxmemory-policy could evict state).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 
 #include "chorus/cli.h"
 #include "chorus/log.h"
+#include "chorus/state.h"
 #include "chorus/worker.h"
 
 extern char **environ;
@@ -26,6 +29,18 @@ const char *chorus_cli_config_path(int argc, char **argv) {
                 if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))
                         return argv[i + 1];
         return getenv("CHORUS_CONFIG");
+}
+
+/* One connection, closed again, for chorus_state_check_server(). */
+static chorus_err_t check_redis(const chorus_config_t *cfg, char *errstr, size_t errstr_size) {
+        chorus_state_t *st = chorus_state_new(cfg, errstr, errstr_size);
+        chorus_err_t err;
+
+        if (!st)
+                return CHORUS_ERR_REDIS;
+        err = chorus_state_check_server(st, errstr, errstr_size);
+        chorus_state_destroy(st);
+        return err;
 }
 
 int chorus_cmd_run(int argc, char **argv) {
@@ -46,6 +61,13 @@ int chorus_cmd_run(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
+        /* Before any Kafka client exists: a refused Redis leaves no
+         * consumer-group member or transactional id behind. */
+        if ((err = check_redis(cfg, errstr, sizeof(errstr)))) {
+                chorus_log_error("worker", "msg=\"cannot start\" err=\"%s\"", errstr);
+                chorus_config_destroy(cfg);
+                return err == CHORUS_ERR_CONFIG ? 2 : 1;
+        }
         if (!(w = chorus_worker_new(cfg, errstr, sizeof(errstr)))) {
                 chorus_log_error("worker", "msg=\"cannot start\" err=\"%s\"", errstr);
                 chorus_config_destroy(cfg);

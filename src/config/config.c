@@ -1061,6 +1061,7 @@ void chorus_config_destroy(chorus_config_t *cfg) {
         }
         free(cfg->kafka);
         free(cfg->redis_host);
+        free(cfg->redis_user);
         free(cfg->redis_password);
         free(cfg->redis_prefix);
         free(cfg->worker_id);

@@ -95,6 +95,13 @@ static const conf_enum_value_t weights_values[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* redis.tls: a boolean whose `true` cannot be served by hiredis 0.14.1. */
+static const conf_enum_value_t bool_values_no_tls[] = {
+    {"false", 0, NULL, 0},
+    {"true", 1, "not supported: hiredis 0.14.1 (Debian 12) is built without TLS", 1},
+    {NULL, 0, NULL, 0},
+};
+
 static const conf_enum_value_t zref_values[] = {
     {"change", CHORUS_ZREF_CHANGE, NULL, 0},
     {"level", CHORUS_ZREF_LEVEL, NULL, 0},
@@ -228,13 +235,31 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 65535,
      .def = "6379",
      .desc = "TCP port of the Redis server."},
+    {.name = "redis.user",
+     .type = CONF_STRING,
+     .section = CONF_SEC_REDIS,
+     G(redis_user),
+     .def = "",
+     .desc = "ACL user name (Redis 6 and later): `AUTH <user> <password>` is sent with "
+             "`redis.password`. Empty authenticates as the `default` user (`AUTH <password>`), "
+             "or not at all when `redis.password` is empty too."},
     {.name = "redis.password",
      .type = CONF_STRING,
      .section = CONF_SEC_REDIS,
      G(redis_password),
      .flags = CONF_F_SECRET,
      .def = "",
-     .desc = "Password for `AUTH`; empty sends no `AUTH`."},
+     .desc = "Password for `AUTH`; empty sends no `AUTH` unless `redis.user` is set."},
+    {.name = "redis.tls",
+     .type = CONF_ENUM,
+     .section = CONF_SEC_REDIS,
+     G(redis_tls),
+     .def = "false",
+     .values = bool_values_no_tls,
+     .desc = "Connect to Redis over TLS. Only `false` is accepted: the Redis client library "
+             "Chorus is built with (hiredis 0.14.1, Debian 12) has no TLS support, so `true` is "
+             "a configuration error rather than a silently plain-text connection. Reach a "
+             "TLS-only Redis through a local TLS tunnel (e.g. stunnel) on loopback."},
     {.name = "redis.db",
      .type = CONF_INT,
      .section = CONF_SEC_REDIS,

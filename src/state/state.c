@@ -139,7 +139,12 @@ chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t err
         redisSetTimeout(st->ctx, tv);
         redisEnableKeepAlive(st->ctx);
 
-        if (cfg->redis_password && *cfg->redis_password) {
+        if (cfg->redis_user && *cfg->redis_user) {
+                const char *argv[] = {"AUTH", cfg->redis_user,
+                                      cfg->redis_password ? cfg->redis_password : ""};
+                if ((err = simple_command(st, 3, argv, errstr, errstr_size)))
+                        goto fail;
+        } else if (cfg->redis_password && *cfg->redis_password) {
                 const char *argv[] = {"AUTH", cfg->redis_password};
                 if ((err = simple_command(st, 2, argv, errstr, errstr_size)))
                         goto fail;
@@ -223,6 +228,89 @@ void chorus_state_destroy(chorus_state_t *st) {
         free(st->cmds);
         drop_connection(st);
         free(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Server checks                                                       */
+/* ------------------------------------------------------------------ */
+
+/* CONFIG GET @p name: its value, malloc'd, or NULL with the reason (an
+ * error reply such as a renamed/disabled CONFIG or an ACL NOPERM, or an
+ * unknown parameter) in @p why. A connection error drops the connection
+ * and sets *@p conn_err. */
+static char *config_get(chorus_state_t *st, const char *name, int *conn_err, char *why,
+                        size_t why_size) {
+        const char *argv[] = {"CONFIG", "GET", name};
+        redisReply *r = redisCommandArgv(st->ctx, 3, argv, NULL);
+        char *v = NULL;
+
+        if (!r) {
+                snprintf(why, why_size, "%s", st->ctx->errstr);
+                drop_connection(st);
+                *conn_err = 1;
+                return NULL;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+                snprintf(why, why_size, "%s", r->str);
+        else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 r->element[1]->type == REDIS_REPLY_STRING)
+                v = strdup(r->element[1]->str);
+        else
+                snprintf(why, why_size, "no such parameter");
+        freeReplyObject(r);
+        return v;
+}
+
+chorus_err_t chorus_state_check_server(chorus_state_t *st, char *errstr, size_t errstr_size) {
+        char why[256];
+        char *policy, *aof = NULL, *save = NULL;
+        int conn_err = 0;
+        chorus_err_t err = CHORUS_OK;
+
+        if (!st->ctx && (err = chorus_state_reconnect(st, errstr, errstr_size)))
+                return err;
+        policy = config_get(st, "maxmemory-policy", &conn_err, why, sizeof(why));
+        if (conn_err) {
+                snprintf(errstr, errstr_size, "redis CONFIG GET: %s", why);
+                return CHORUS_ERR_REDIS;
+        }
+        if (!policy) {
+                /* Managed services rename or forbid CONFIG: their policy is
+                 * the operator's to check (docs/operations.md). */
+                chorus_log_warn("state",
+                                "msg=\"cannot read the Redis configuration; check that "
+                                "maxmemory-policy is noeviction and persistence is on\" "
+                                "err=\"%s\"",
+                                why);
+                return CHORUS_OK;
+        }
+        if (strcmp(policy, "noeviction")) {
+                snprintf(errstr, errstr_size,
+                         "redis maxmemory-policy is %s: Redis may evict Chorus state and lose it "
+                         "silently; set maxmemory-policy noeviction",
+                         policy);
+                free(policy);
+                return CHORUS_ERR_CONFIG;
+        }
+        free(policy);
+        aof = config_get(st, "appendonly", &conn_err, why, sizeof(why));
+        if (!conn_err && aof)
+                save = config_get(st, "save", &conn_err, why, sizeof(why));
+        if (conn_err) {
+                snprintf(errstr, errstr_size, "redis CONFIG GET: %s", why);
+                err = CHORUS_ERR_REDIS;
+        } else if (!aof || !save) {
+                chorus_log_warn("state",
+                                "msg=\"cannot read the Redis persistence settings\" "
+                                "err=\"%s\"",
+                                why);
+        } else if (strcmp(aof, "yes") && !*save) {
+                chorus_log_warn("state", "msg=\"Redis persistence is off (appendonly no, no save "
+                                         "points): a Redis restart loses all state\"");
+        }
+        free(aof);
+        free(save);
+        return err;
 }
 
 /* ------------------------------------------------------------------ */
