@@ -20,13 +20,14 @@ source tests/harness/common.sh
 
 # Building chorus, and the Redis server that the demo and tests start.
 BUILD_PKGS=(build-essential cmake pkg-config librdkafka-dev libavro-dev libhiredis-dev
-	libjansson-dev redis-server)
+	libjansson-dev libmicrohttpd-dev redis-server)
 # The test tiers: Criterion, the sanitizer and libFuzzer runtimes, the style
 # check, kcat for poking at topics (and the benchmark's consume ceiling),
 # valgrind for the benchmark's instruction counts, and the Python venv for
-# the integration tests and the benchmark.
+# the integration tests and the benchmark; docker-compose and systemd (its
+# systemd-analyze) for the offline checks of the deployment files.
 TEST_PKGS=(libcriterion-dev kcat clang libclang-rt-14-dev clang-format python3-venv
-	valgrind ca-certificates)
+	valgrind ca-certificates docker-compose systemd)
 
 mode=all
 for arg in "$@"; do

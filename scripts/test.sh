@@ -15,6 +15,9 @@
 #   brokerless   ctest -L brokerless in build/ (librdkafka mock cluster; the
 #                tests start their own redis-server: CHORUS_TEST_REDIS_SERVER)
 #   docs         scripts/check-docs.sh build (when that script exists)
+#   deploy       scripts/check-deploy.sh build: docker-compose config, the k8s
+#                manifests against the bundled Kubernetes schemas, the systemd
+#                unit, check-config on the shipped configurations (all offline)
 #   format       clang-format --dry-run --Werror (fatal; CHORUS_STRICT_FORMAT=0
 #                makes it a warning while iterating)
 #   integration  a real Kafka broker and Redis from tests/harness, then
@@ -44,7 +47,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tests/harness/common.sh
 source tests/harness/common.sh
 
-ALL_STAGES=(deps build unit asan brokerless docs format integration faults bench fuzz)
+ALL_STAGES=(deps build unit asan brokerless docs deploy format integration faults bench fuzz)
 # Exit codes a stage function uses besides 0 (pass) and others (fail).
 SKIP=77
 WARN=78
@@ -67,6 +70,7 @@ describe() {
 	asan) echo "ASan+UBSan build and unit tests (build-asan/)" ;;
 	brokerless) echo "broker-less tests: librdkafka mock cluster + redis-server (ctest -L brokerless)" ;;
 	docs) echo "docs check (scripts/check-docs.sh)" ;;
+	deploy) echo "deployment files, offline (scripts/check-deploy.sh)" ;;
 	format) echo "clang-format check" ;;
 	integration) echo "integration tests against a real Kafka broker and Redis (pytest)" ;;
 	faults) echo "fault-injection suite, quick mode (tests/faults/run.sh --quick)" ;;
@@ -78,7 +82,7 @@ describe() {
 # The stage whose success a stage needs, if any.
 needs() {
 	case $1 in
-	unit | brokerless | docs | faults) echo build ;;
+	unit | brokerless | docs | deploy | faults) echo build ;;
 	*) echo "" ;;
 	esac
 }
@@ -139,6 +143,10 @@ stage_docs() {
 		return $SKIP
 	fi
 	bash scripts/check-docs.sh build
+}
+
+stage_deploy() {
+	bash scripts/check-deploy.sh build
 }
 
 stage_format() {
