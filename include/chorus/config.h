@@ -190,6 +190,11 @@ typedef struct chorus_config {
          *  SPEC §1 name when non-empty. See chorus_identity_acquire(). */
         char *worker_id;
 
+        /** http.listen ("127.0.0.1:9464"): where /metrics, /healthz and
+         *  /readyz are served; empty: no endpoints. Never NULL. */
+        char *http_listen;
+        int http_liveness_ms; /**< http.liveness_timeout_ms (60000) */
+
         /** rollout.canary_series / CANARY_SYMBOLS: sorted, unique. Stored only:
          *  rollout (SPEC §8) is a later feature. */
         size_t n_canary_series;

@@ -53,6 +53,10 @@ chorus_err_t chorus_state_reconnect(chorus_state_t *st, char *errstr, size_t err
  */
 chorus_err_t chorus_state_check_server(chorus_state_t *st, char *errstr, size_t errstr_size);
 
+/** @brief PING outside any batch, connecting first if the connection was
+ *  dropped. @returns CHORUS_OK or CHORUS_ERR_REDIS (the connection is dropped). */
+chorus_err_t chorus_state_ping(chorus_state_t *st, char *errstr, size_t errstr_size);
+
 /** @brief Start a new batch, freeing the previous batch's commands and replies. */
 void chorus_state_batch_begin(chorus_state_t *st, const char *batch_id);
 

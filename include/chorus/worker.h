@@ -11,6 +11,7 @@
 
 #include "chorus/config.h"
 #include "chorus/err.h"
+#include "chorus/telemetry.h"
 
 typedef struct chorus_worker_s chorus_worker_t;
 
@@ -48,6 +49,14 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
 
 /** @returns the worker's counters. */
 const chorus_worker_stats_t *chorus_worker_stats(const chorus_worker_t *w);
+
+/**
+ * @brief Report to @p tm (metrics, health) from now on; call before
+ *        chorus_worker_run(). NULL: report nothing (the default).
+ * @remark @p tm is borrowed and must outlive the worker. With telemetry an
+ *         idle worker also pings Redis once a second, for /readyz.
+ */
+void chorus_worker_set_telemetry(chorus_worker_t *w, chorus_telemetry_t *tm);
 
 /** @brief Close the consumer (leaving the group), flush and free. Accepts NULL. */
 void chorus_worker_destroy(chorus_worker_t *w);

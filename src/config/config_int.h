@@ -49,6 +49,7 @@ typedef enum conf_section {
         CONF_SEC_LOG,
         CONF_SEC_ROLLOUT,
         CONF_SEC_WORKER,
+        CONF_SEC_HTTP,
         CONF_SEC_KAFKA,
         CONF_SEC__COUNT
 } conf_section_t;

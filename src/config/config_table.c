@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "chorus/log.h"
+#include "chorus/util.h"
 #include "config_int.h"
 
 /* ------------------------------------------------------------------------ */
@@ -65,6 +66,16 @@ static int check_worker_id(const char *v, char *errstr, size_t errstr_size) {
         snprintf(errstr, errstr_size, "is not a valid worker id %s; empty means automatic",
                  chorus_name_rules);
         return -1;
+}
+
+/* http.listen: empty (off) or host:port. */
+static int check_listen(const char *v, char *errstr, size_t errstr_size) {
+        char host[256], port[8];
+
+        if (!*v)
+                return 0;
+        return chorus_hostport_split(v, host, sizeof(host), port, sizeof(port), errstr,
+                                     errstr_size);
 }
 
 static int check_path(const char *v, char *errstr, size_t errstr_size) {
@@ -525,6 +536,26 @@ const conf_prop_t chorus_conf_props[] = {
              "name), when two hosts share a hostname, or when workers of one host do not "
              "share a lock directory."},
 
+    {.name = "http.listen",
+     .type = CONF_STRING,
+     .section = CONF_SEC_HTTP,
+     G(http_listen),
+     .def = "127.0.0.1:9464",
+     .check = check_listen,
+     .desc = "Address of the HTTP endpoints `/metrics` (Prometheus text format), `/healthz` and "
+             "`/readyz`: `host:port`, `[ipv6]:port`, or a host name; port 0 picks a free port "
+             "(logged). Empty: no endpoints. Use `0.0.0.0:9464` in a container."},
+    {.name = "http.liveness_timeout_ms",
+     .type = CONF_INT,
+     .section = CONF_SEC_HTTP,
+     G(http_liveness_ms),
+     .min = 1000,
+     .max = 3600000,
+     .def = "60000",
+     .desc = "`/healthz` answers 503 once the worker loop has not turned for this long. The "
+             "loop turns at least every `batch.max_wait_ms` while idle and between retries; a "
+             "batch's Kafka commit may block it for up to about 60 s in the worst case."},
+
     {.name = "kafka.<key>",
      .type = CONF_KAFKA,
      .scope = CONF_SCOPE_KAFKA,
@@ -587,6 +618,9 @@ const conf_section_info_t chorus_conf_sections[CONF_SEC__COUNT] = {
     [CONF_SEC_WORKER] = {"Worker identity",
                          "How a worker instance names itself to Kafka (SPEC §9.1: a worker "
                          "killed and restarted converges)."},
+    [CONF_SEC_HTTP] = {"HTTP endpoints",
+                       "Metrics, liveness and readiness for Prometheus and orchestrators "
+                       "(SPEC §10); see docs/operations.md for what each metric means."},
     [CONF_SEC_KAFKA] = {"Kafka passthrough",
                         "Every key under `kafka.` goes to librdkafka unchanged "
                         "(`rd_kafka_conf_set`); see librdkafka's CONFIGURATION.md for the "

@@ -313,6 +313,17 @@ chorus_err_t chorus_state_check_server(chorus_state_t *st, char *errstr, size_t 
         return err;
 }
 
+chorus_err_t chorus_state_ping(chorus_state_t *st, char *errstr, size_t errstr_size) {
+        const char *argv[] = {"PING"};
+        chorus_err_t err;
+
+        if (!st->ctx && (err = chorus_state_reconnect(st, errstr, errstr_size)))
+                return err;
+        if ((err = simple_command(st, 1, argv, errstr, errstr_size)))
+                drop_connection(st);
+        return err;
+}
+
 /* ------------------------------------------------------------------ */
 /* Batches                                                             */
 /* ------------------------------------------------------------------ */

@@ -34,6 +34,7 @@
 #include "chorus/identity.h"
 #include "chorus/log.h"
 #include "chorus/state.h"
+#include "chorus/telemetry.h"
 #include "chorus/util.h"
 #include "chorus/worker.h"
 #include "series_map.h"
@@ -153,6 +154,8 @@ struct chorus_worker_s {
         char instance_id[48];
         int64_t delivery_failures;
         chorus_worker_stats_t stats;
+        chorus_telemetry_t *tm;      /* NULL: no endpoints */
+        int64_t last_redis_check_ms; /* last round trip or idle ping */
 };
 
 /* ------------------------------------------------------------------ */
@@ -327,12 +330,22 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 own_partitions(w, parts);
                 rd_kafka_assign(rk, parts);
                 w->assigned_at_ms = now_ms();
+                chorus_telemetry_rebalance(w->tm, 1, parts->cnt);
         } else {
                 chorus_log_info("consumer", "msg=\"partitions revoked\" count=%d", parts->cnt);
                 forget_partitions(w, parts);
                 rd_kafka_assign(rk, NULL);
                 w->assigned_at_ms = 0;
+                chorus_telemetry_rebalance(w->tm, 0, 0);
         }
+}
+
+/* librdkafka statistics (consumer lag, broker states) for the endpoints. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+        chorus_worker_t *w = opaque;
+        (void)rk;
+        chorus_telemetry_kafka_stats(w->tm, json, json_len);
+        return 0; /* librdkafka frees json */
 }
 
 /* Applies Chorus's defaults, then the kafka.* passthrough that goes to
@@ -411,6 +424,14 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
         if (!(conf = make_conf(w, consumer_defaults, CHORUS_KAFKA_CONSUMER, errstr, errstr_size)))
                 return CHORUS_ERR_CONFIG;
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        /* With endpoints, statistics every 2 s unless configured otherwise. */
+        if (*w->cfg->http_listen &&
+            !chorus_config_kafka_get(w->cfg, "statistics.interval.ms", CHORUS_KAFKA_CONSUMER) &&
+            rd_kafka_conf_set(conf, "statistics.interval.ms", "2000", errstr, errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return CHORUS_ERR_CONFIG;
+        }
         if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
                 rd_kafka_conf_destroy(conf);
                 return CHORUS_ERR_KAFKA;
@@ -572,6 +593,12 @@ const chorus_worker_stats_t *chorus_worker_stats(const chorus_worker_t *w) {
         return &w->stats;
 }
 
+void chorus_worker_set_telemetry(chorus_worker_t *w, chorus_telemetry_t *tm) {
+        w->tm = tm;
+        w->last_redis_check_ms = now_ms(); /* connected by chorus_worker_new() */
+        chorus_telemetry_redis_up(tm, 1);
+}
+
 /* ------------------------------------------------------------------ */
 /* Output                                                              */
 /* ------------------------------------------------------------------ */
@@ -652,6 +679,8 @@ static chorus_err_t produce_dead_letters(chorus_worker_t *w) {
                         return err;
                 w->stats.dead_letters[d->reason]++;
                 w->stats.records_out[CHORUS_TOPIC_DLQ]++;
+                chorus_telemetry_dead_letter(w->tm, d->reason);
+                chorus_telemetry_record_out(w->tm, w->cfg->topics[CHORUS_TOPIC_DLQ].name);
         }
         return CHORUS_OK;
 }
@@ -685,6 +714,7 @@ static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const re
         if ((err = produce(w, t->name, key, (size_t)key_len, w->out.data, w->out.len, NULL)))
                 return err;
         w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
+        chorus_telemetry_record_out(w->tm, t->name);
         return CHORUS_OK;
 }
 
@@ -710,6 +740,7 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         if (m->offset + 1 > pos->next_offset)
                 pos->next_offset = m->offset + 1;
         w->stats.records_in[role]++;
+        chorus_telemetry_record_in(w->tm, topic, m->partition);
 
         e = VEC_PUSH(w, fresh);
         memset(e, 0, sizeof(*e));
@@ -888,17 +919,26 @@ static chorus_err_t exec_state_calls(chorus_worker_t *w, volatile sig_atomic_t *
         char errstr[512];
 
         for (;;) {
+                uint64_t t0 = now_us();
+                int ok = 0;
+
                 w->stats.redis_round_trips++;
                 if (!chorus_state_batch_exec(w->state, errstr, sizeof(errstr))) {
                         size_t i, n = chorus_state_batch_size(w->state);
                         for (i = 0;
                              i < n && !is_server_error(chorus_state_batch_reply(w->state, i)); i++)
                                 ;
-                        if (i == n)
+                        ok = i == n;
+                        chorus_telemetry_redis_round_trip(w->tm, (double)(now_us() - t0) / 1e6, ok);
+                        if (ok)
                                 break;
                         snprintf(errstr, sizeof(errstr), "%s",
                                  chorus_state_batch_reply(w->state, i)->str);
+                } else {
+                        chorus_telemetry_redis_round_trip(w->tm, (double)(now_us() - t0) / 1e6, 0);
                 }
+                chorus_telemetry_backoff(w->tm, "redis unavailable");
+                chorus_telemetry_heartbeat(w->tm); /* retrying is the loop turning */
                 failures++;
                 chorus_log_warn("state",
                                 "msg=\"redis unavailable, retrying\" ready=false err=\"%s\" "
@@ -911,6 +951,8 @@ static chorus_err_t exec_state_calls(chorus_worker_t *w, volatile sig_atomic_t *
                         backoff_ms *= 2;
                 chorus_state_reconnect(w->state, errstr, sizeof(errstr));
         }
+        w->last_redis_check_ms = now_ms();
+        chorus_telemetry_backoff(w->tm, NULL);
         if (failures)
                 chorus_log_info("state", "msg=\"redis available again\" ready=true failures=%d",
                                 failures);
@@ -1040,6 +1082,7 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                         if (!e->held_since_ms) {
                                 e->held_since_ms = now;
                                 w->stats.held++;
+                                chorus_telemetry_hold(w->tm);
                                 chorus_log_debug(
                                     "worker",
                                     "msg=\"holding\" series=%s issued_at=%" PRId64
@@ -1162,8 +1205,10 @@ static chorus_err_t commit_plain(chorus_worker_t *w) {
         if (err) /* The records come back and are found applied: no loss. */
                 chorus_log_warn("consumer", "msg=\"commit failed\" err=\"%s\"",
                                 rd_kafka_err2str(err));
-        else
+        else {
                 offsets_committed(w, list);
+                chorus_telemetry_transaction(w->tm, 1);
+        }
         rd_kafka_topic_partition_list_destroy(list);
         return CHORUS_OK;
 }
@@ -1226,6 +1271,7 @@ static chorus_err_t abort_and_rewind(chorus_worker_t *w) {
                 if (txn_error_action(error, "abort_transaction") <= 0)
                         return CHORUS_ERR_KAFKA;
         w->stats.aborted_batches++;
+        chorus_telemetry_transaction(w->tm, 0);
         return rewind_to_committed(w);
 }
 
@@ -1249,6 +1295,7 @@ static chorus_err_t commit_transaction(chorus_worker_t *w) {
         }
         if (!error) {
                 offsets_committed(w, list);
+                chorus_telemetry_transaction(w->tm, 1);
                 if (list)
                         rd_kafka_topic_partition_list_destroy(list);
                 return CHORUS_OK;
@@ -1395,8 +1442,12 @@ static chorus_err_t refresh_owned(chorus_worker_t *w, volatile sig_atomic_t *sto
                         w->refresh_owned = 0;
                 }
                 rd_kafka_topic_partition_list_destroy(parts);
-                if (!w->refresh_owned)
+                if (!w->refresh_owned) {
+                        chorus_telemetry_backoff(w->tm, NULL);
                         break;
+                }
+                chorus_telemetry_backoff(w->tm, "cannot take partition epochs");
+                chorus_telemetry_heartbeat(w->tm);
                 chorus_log_warn("worker",
                                 "msg=\"cannot take partition epochs yet, retrying\" ready=false "
                                 "err=\"%s\" backoff_ms=%d",
@@ -1478,12 +1529,33 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
 
 static chorus_err_t run_batch(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         uint64_t t0 = now_us(), took;
+        size_t records = w->n_held + w->n_fresh;
         chorus_err_t err = run_batch_phases(w, stop);
 
         took = now_us() - t0;
+        if (records)
+                chorus_telemetry_batch(w->tm, records, (double)took / 1e6);
+        chorus_telemetry_waiting(w->tm, w->n_held);
         if (took > w->stats.batch_max_us)
                 w->stats.batch_max_us = took;
         return err;
+}
+
+/* With endpoints, an idle worker still checks Redis once a second, so
+ * /readyz reports an outage that no batch has run into. */
+static void idle_redis_check(chorus_worker_t *w) {
+        char errstr[256];
+        int64_t now = now_ms();
+
+        if (!w->tm || now - w->last_redis_check_ms < 1000)
+                return;
+        if (chorus_state_ping(w->state, errstr, sizeof(errstr))) {
+                chorus_telemetry_redis_up(w->tm, 0);
+                w->last_redis_check_ms = now; /* the next try in a second */
+                return;
+        }
+        chorus_telemetry_redis_up(w->tm, 1);
+        w->last_redis_check_ms = now;
 }
 
 chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
@@ -1525,6 +1597,8 @@ chorus_err_t chorus_worker_run(chorus_worker_t *w, volatile sig_atomic_t *stop,
                 if ((err = run_batch(w, stop)))
                         break;
                 rd_kafka_poll(w->producer, 0);
+                chorus_telemetry_heartbeat(w->tm);
+                idle_redis_check(w);
                 /* Idle is measured from the later of the last input and the
                  * assignment: joining a group can take seconds. */
                 if (idle_exit_ms >= 0 && !fresh && !w->n_held && w->assigned_at_ms &&
