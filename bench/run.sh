@@ -103,6 +103,7 @@ SRC=$(cd "${BENCH_CHORUS_SRC:-.}" && pwd)
 BUILD=$SRC/build-bench
 TOOLS=$BUILD/tools
 CHORUS=$BUILD/chorus
+HTTP_KEY= # set once the binary is built: does it know http.listen?
 T_ALL=$(chorus_now_ms)
 
 step() { chorus_log "bench: $*"; }
@@ -126,6 +127,8 @@ step "building Chorus (Release) in $BUILD and the tools in $TOOLS"
 	chorus_tail "$RES/build.log" 40
 	chorus_die "build failed"
 }
+# (grep reads to the end: -q would stop early and fail the pipeline on SIGPIPE)
+if "$CHORUS" config-reference | grep '`http.listen`' >/dev/null; then HTTP_KEY=1; fi
 COMMIT=${BENCH_CHORUS_COMMIT:-$(git -C "$SRC" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 DIRTY=$({ git -C "$SRC" status --porcelain -- src include CMakeLists.txt cmake schemas 2>/dev/null || true; } | wc -l)
 cat >"$RES/build.json" <<EOF
@@ -175,6 +178,9 @@ conf() {
 		echo "topic.dlq = $out.dlq"
 		echo "redis.port = $RPORT"
 		echo "redis.key_prefix = $prefix"
+		# Workers run side by side: a free port each for the HTTP endpoints
+		# (a binary from before the endpoints has no such key).
+		if [[ -n $HTTP_KEY ]]; then echo "http.listen = 127.0.0.1:0"; fi
 		for line in "$@"; do echo "$line"; done
 	} >"$WORK/$name.conf"
 	"$CHORUS" check-config -c "$WORK/$name.conf" >/dev/null

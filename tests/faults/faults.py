@@ -900,6 +900,7 @@ class Run:
             "redis.port": self.redis_port,
             "redis.key_prefix": self.prefix,
             "redis.timeout_ms": REDIS_TIMEOUT_MS,
+            "http.listen": "127.0.0.1:0",  # 1-3 workers at once: a free port each
             "join.max_wait_ms": suite.join_wait_ms,
             "batch.max_wait_ms": batch_wait_ms,
             # Windows and retention far shorter than the data set, so that

@@ -55,7 +55,8 @@ class Env:
         self.kafka.create_topics({t: 1 for t in topics.values()})
         cfg = {"kafka.bootstrap.servers": self.bootstrap, "kafka.group.id": base + ".g",
                "kafka.session.timeout.ms": 6000, "redis.host": "127.0.0.1", "redis.port": self.redis_port,
-               "redis.key_prefix": "r" + uuid.uuid4().hex[:8], "join.max_wait_ms": 60000}
+               "redis.key_prefix": "r" + uuid.uuid4().hex[:8], "join.max_wait_ms": 60000,
+               "http.listen": "127.0.0.1:0"}
         cfg.update(cfg_extra)
         cfg.update({f"topic.{r}": t for r, t in topics.items()})
         conf = write_config(self.work / f"{base}.conf", cfg)

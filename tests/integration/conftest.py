@@ -575,6 +575,9 @@ def chorus_config(kafka_bootstrap, redis_port, topics, redis_prefix, test_id) ->
         "redis.host": "127.0.0.1",
         "redis.port": redis_port,
         "redis.key_prefix": redis_prefix,
+        # A free port each: several workers run at once, and another process
+        # of the machine may hold the default 9464.
+        "http.listen": "127.0.0.1:0",
         "log.level": "info",
     }
     cfg.update(topics.config())

@@ -43,6 +43,7 @@ def _refusal_config(r: redislib.Redis, prefix: str) -> dict:
         "redis.host": "127.0.0.1",
         "redis.port": _port(r),
         "redis.key_prefix": prefix,
+        "http.listen": "127.0.0.1:0",
     }
 
 
