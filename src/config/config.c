@@ -1678,6 +1678,13 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                               "`horizon.<horizon>.models`)");
                 return CHORUS_ERR_CONFIG;
         }
+        if (cfg->alerts_auto_to_days > cfg->alerts_auto_from_days) {
+                chorus_seterr(errstr, errstr_size,
+                              "alerts.baseline_auto.to_days: %d must be at most "
+                              "alerts.baseline_auto.from_days, %d",
+                              cfg->alerts_auto_to_days, cfg->alerts_auto_from_days);
+                return CHORUS_ERR_CONFIG;
+        }
         for (size_t i = 0; i < cfg->n_series_confs; i++) {
                 const chorus_series_conf_t *s = &cfg->series_confs[i];
                 if (s->has_min && s->has_max && !(s->min < s->max)) {

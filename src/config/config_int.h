@@ -47,6 +47,7 @@ typedef enum conf_section {
         CONF_SEC_SERIES,
         CONF_SEC_BATCH,
         CONF_SEC_LOG,
+        CONF_SEC_ALERTS,
         CONF_SEC_ROLLOUT,
         CONF_SEC_WORKER,
         CONF_SEC_HTTP,

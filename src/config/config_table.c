@@ -13,10 +13,13 @@
  *  - Defaults are strings in the syntax a user would write, so the docs
  *    show exactly what a file may contain.
  */
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chorus/log.h"
@@ -65,6 +68,20 @@ static int check_worker_id(const char *v, char *errstr, size_t errstr_size) {
                 return 0;
         snprintf(errstr, errstr_size, "is not a valid worker id %s; empty means automatic",
                  chorus_name_rules);
+        return -1;
+}
+
+static int check_baseline(const char *v, char *errstr, size_t errstr_size) {
+        char *end;
+        double d;
+
+        if (!strcmp(v, "auto"))
+                return 0;
+        errno = 0;
+        d = strtod(v, &end);
+        if (*v && !*end && !errno && isfinite(d) && d >= 0)
+                return 0;
+        snprintf(errstr, errstr_size, "must be `auto` or a number of percentage points >= 0");
         return -1;
 }
 
@@ -342,6 +359,92 @@ const conf_prop_t chorus_conf_props[] = {
      .def = "5",
      .desc = "Scored points in the window below which a model is cold."},
 
+    {.name = "alerts.enabled",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_enabled),
+     .min = 0,
+     .max = 1,
+     .def = "0",
+     .desc = "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
+             "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`); 0: forecasts only. Off "
+             "by default while the monitoring issue is in progress."},
+    {.name = "alerts.baseline_mape",
+     .type = CONF_STRING,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_baseline_mape),
+     .check = check_baseline,
+     .def = "auto",
+     .desc = "The ensemble's reference MAPE in percent, or `auto`: the median of its daily "
+             "MAPE over days D-96..D-7 of the day D judged (see `alerts.baseline_auto.*`)."},
+    {.name = "alerts.baseline_auto.from_days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_auto_from_days),
+     .min = 1,
+     .max = 100,
+     .def = "96",
+     .desc = "Oldest day of the auto baseline, in days before the day judged."},
+    {.name = "alerts.baseline_auto.to_days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_auto_to_days),
+     .min = 1,
+     .max = 100,
+     .def = "7",
+     .desc = "Newest day of the auto baseline, in days before the day judged; at most "
+             "`from_days`."},
+    {.name = "alerts.baseline_auto.min_days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_auto_min_days),
+     .min = 1,
+     .max = 100,
+     .def = "20",
+     .desc = "Days with a daily MAPE needed in that range; until then the rules that need a "
+             "baseline do not fire."},
+    {.name = "alerts.mape_degradation.pp",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_mape_pp),
+     .flags = CONF_F_NO_MAX,
+     .min = 0,
+     .def = "0.5",
+     .desc = "`MAPE_DEGRADATION` (SPEC §6.1): percentage points above the baseline."},
+    {.name = "alerts.mape_degradation.days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_mape_days),
+     .min = 1,
+     .max = 365,
+     .def = "3",
+     .desc = "`MAPE_DEGRADATION`: consecutive days with scored targets above the level."},
+    {.name = "alerts.performance_drift.pp",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_drift_pp),
+     .flags = CONF_F_NO_MAX,
+     .min = 0,
+     .def = "0.2",
+     .desc = "`PERFORMANCE_DRIFT` (SPEC §6.2): percentage points above the baseline of the "
+             "rolling MAPE."},
+    {.name = "alerts.performance_drift.days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_drift_days),
+     .min = 1,
+     .max = 90,
+     .def = "7",
+     .desc = "`PERFORMANCE_DRIFT`: days of the rolling MAPE, the day judged included."},
+    {.name = "alerts.performance_drift.min_targets",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_drift_min_targets),
+     .min = 1,
+     .max = 1000000,
+     .def = "5",
+     .desc = "`PERFORMANCE_DRIFT`: scored targets needed in those days."},
+
     {.name = "validation.min_samples",
      .type = CONF_INT,
      .section = CONF_SEC_VALIDATION,
@@ -611,6 +714,9 @@ const conf_section_info_t chorus_conf_sections[CONF_SEC__COUNT] = {
                          "`series.\"BRK.B\".min = 20`."},
     [CONF_SEC_BATCH] = {"Batching and joins", "Throughput and latency of a worker."},
     [CONF_SEC_LOG] = {"Logging", "One line per event, with level and key=value fields."},
+    [CONF_SEC_ALERTS] = {"Alerts",
+                         "Monitoring rules of SPEC §6, evaluated at event-time day closes. "
+                         "Percentages are percentage points of MAPE."},
     [CONF_SEC_ROLLOUT] = {"Rollout (reserved)",
                           "Profiles, canary and shadow (SPEC §8) are a later feature; these "
                           "keys are accepted and checked so that configurations can be "

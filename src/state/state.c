@@ -358,6 +358,14 @@ static void base_key(const chorus_state_t *st, char *buf, size_t size, const cha
         snprintf(buf, size, "%s:{%s}", st->cfg->redis_prefix, series);
 }
 
+void chorus_state_add_command(chorus_state_t *st, int argc, const char **argv) {
+        append_command(st, argc, argv);
+}
+
+void chorus_state_base_key(const chorus_state_t *st, char *buf, size_t size, const char *series) {
+        base_key(st, buf, size, series);
+}
+
 void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
                              const chorus_source_t *src, int64_t bucket) {
         char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32], ep[24];

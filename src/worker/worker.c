@@ -33,6 +33,7 @@
 #include "chorus/forecast.h"
 #include "chorus/identity.h"
 #include "chorus/log.h"
+#include "chorus/monitor.h"
 #include "chorus/state.h"
 #include "chorus/telemetry.h"
 #include "chorus/util.h"
@@ -143,6 +144,7 @@ struct chorus_worker_s {
         size_t n_release_cmds;          /* bookkeeping commands at the head of the pipeline */
         chorus_series_map_t *actual_wm; /* newest actual watermark seen per series */
         chorus_series_map_t *blocked;   /* series with a prediction waiting, this batch */
+        chorus_monitor_t *monitor;      /* alerts.enabled: the batch's monitoring calls */
         char batch_id[64];              /* of the batch being processed and committed */
 
         chorus_group_scratch_t scratch;
@@ -526,7 +528,8 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                          "emit.mode=complete is not implemented yet; use emit.mode=every");
                 goto fail;
         }
-        if (!(w->actual_wm = chorus_series_map_new()) || !(w->blocked = chorus_series_map_new())) {
+        if (!(w->actual_wm = chorus_series_map_new()) || !(w->blocked = chorus_series_map_new()) ||
+            (cfg->alerts_enabled && !(w->monitor = chorus_monitor_new(cfg)))) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -586,6 +589,7 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         free(w->wm_reads);
         chorus_series_map_destroy(w->actual_wm);
         chorus_series_map_destroy(w->blocked);
+        chorus_monitor_destroy(w->monitor);
         free(w);
 }
 
@@ -715,6 +719,8 @@ static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const re
                 return err;
         w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
         chorus_telemetry_record_out(w->tm, t->name);
+        if (w->monitor && chorus_monitor_note_forecast(w->monitor, &w->forecast))
+                return CHORUS_ERR_NOMEM;
         return CHORUS_OK;
 }
 
@@ -1008,6 +1014,8 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
         int64_t now = now_ms();
 
         learn_watermarks(w);
+        if (w->monitor)
+                chorus_monitor_reset(w->monitor);
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
                 const redisReply *r =
@@ -1033,6 +1041,17 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                                                   e->value_len, e->dead, e->dead_msg);
                         free(e->raw);
                         continue;
+                }
+                if (w->monitor && status != CHORUS_APPLY_HOLD && status != CHORUS_APPLY_FENCED &&
+                    status != CHORUS_APPLY_ERROR) {
+                        chorus_source_t src = source_of(w, e);
+                        const char *series = e->role == CHORUS_TOPIC_PREDICTIONS
+                                                 ? e->rec.prediction.series
+                                                 : e->rec.actual.series;
+                        if (chorus_monitor_note_record(w->monitor, series, &src)) {
+                                processing_failed(w, e, "out of memory");
+                                continue;
+                        }
                 }
                 switch (status) {
                 case CHORUS_APPLY_APPLIED:
@@ -1461,6 +1480,102 @@ static chorus_err_t refresh_owned(chorus_worker_t *w, volatile sig_atomic_t *sto
         return CHORUS_OK;
 }
 
+static void monitor_source(void *ctx, const char *topic, int32_t partition, int64_t *epoch,
+                           const char **committed) {
+        owned_t *o = owned_get(ctx, topic, partition);
+
+        *epoch = o ? o->epoch : 0; /* not owned: epoch 0 is refused */
+        *committed = o ? o->committed_ids : "-";
+}
+
+static void add_release_at(chorus_worker_t *w, const chorus_monitor_anchor_t *a) {
+        entry_t e = {.topic = a->topic, .partition = a->partition, .offset = a->offset};
+
+        snprintf(e.rec.prediction.series, sizeof(e.rec.prediction.series), "%s", a->series);
+        add_release(w, &e);
+}
+
+/* Produces the alerts of one chorus_monitor reply. */
+static chorus_err_t produce_alerts(chorus_worker_t *w, const redisReply *r, const char *series,
+                                   chorus_alert_t *alert) {
+        const chorus_topic_conf_t *t = &w->cfg->topics[CHORUS_TOPIC_ALERTS];
+        size_t n = chorus_monitor_reply_alerts(r);
+        char errstr[256];
+        chorus_err_t err;
+
+        for (size_t k = 0; k < n; k++) {
+                if ((err = chorus_monitor_reply_alert(r, k, alert))) {
+                        chorus_log_error("monitor", "msg=\"malformed alert\" series=%s", series);
+                        return err;
+                }
+                chorus_buf_reset(&w->out);
+                if ((err = chorus_codec_encode(w->codec, CHORUS_RECORD_ALERT, t->framing,
+                                               t->schema_id, alert, &w->out, errstr,
+                                               sizeof(errstr)))) {
+                        chorus_log_error("monitor", "msg=\"encode failed\" err=\"%s\"", errstr);
+                        return err;
+                }
+                chorus_log_info("monitor",
+                                "msg=\"alert\" fingerprint=%s state=%s severity=%s "
+                                "event_time=%" PRId64,
+                                alert->fingerprint, alert->state, alert->severity,
+                                alert->event_time);
+                if ((err = produce(w, t->name, alert->fingerprint, strlen(alert->fingerprint),
+                                   w->out.data, w->out.len, NULL)))
+                        return err;
+                w->stats.records_out[CHORUS_TOPIC_ALERTS]++;
+                chorus_telemetry_record_out(w->tm, t->name);
+        }
+        return CHORUS_OK;
+}
+
+/* The batch's second round trip (alerts.enabled): one chorus_monitor call
+ * per series, after its forecasts are produced and before the commit. It
+ * records the served forecasts as ensemble scores, runs the series' day
+ * closes and returns alerts, which go out in this batch's transaction; an
+ * abort re-reads the batch, and the next attempt finds them again. */
+static chorus_err_t monitor_phase(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        size_t n = w->monitor ? chorus_monitor_n_series(w->monitor) : 0;
+        chorus_alert_t *alert;
+        chorus_err_t err = CHORUS_OK;
+
+        if (!n || w->fenced)
+                return CHORUS_OK;
+        chorus_state_batch_begin(w->state, w->batch_id);
+        chorus_monitor_queue(w->monitor, w->state, w->batch_id, monitor_source, w);
+        if ((err = exec_state_calls(w, stop)))
+                return err;
+        if (!(alert = malloc(sizeof(*alert))))
+                return CHORUS_ERR_KAFKA;
+        for (size_t i = 0; i < n && !err; i++) {
+                const redisReply *r = chorus_state_batch_reply(w->state, i);
+                chorus_monitor_anchor_t anchor = chorus_monitor_anchor(w->monitor, i);
+                int fenced;
+
+                if ((err = chorus_monitor_reply_check(r, &fenced))) {
+                        chorus_log_error("monitor", "msg=\"unexpected state reply\" series=%s",
+                                         anchor.series);
+                } else if (fenced) {
+                        chorus_log_error("worker",
+                                         "msg=\"fenced: partition has a newer owner\" topic=%s "
+                                         "partition=%d offset=%" PRId64,
+                                         anchor.topic, (int)anchor.partition, anchor.offset);
+                        w->fenced = 1;
+                } else if (chorus_monitor_reply_alerts(r) &&
+                           !(err = produce_alerts(w, r, anchor.series, alert))) {
+                        /* Its alerts wait at the anchor until the commit releases them. */
+                        add_release_at(w, &anchor);
+                }
+                if (w->fenced)
+                        break;
+        }
+        free(alert);
+        if (w->fenced)
+                return CHORUS_ERR_STATE;
+        /* Anything else aborts the transaction and re-reads the batch. */
+        return err ? CHORUS_ERR_KAFKA : CHORUS_OK;
+}
+
 static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         chorus_worker_stats_t *st = &w->stats;
         uint64_t t = now_us();
@@ -1498,7 +1613,8 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 w->n_dlq_done = 0;
         }
         if (!w->transactional) {
-                if ((err = handle_replies(w)) || (err = produce_dead_letters(w)))
+                if ((err = handle_replies(w)) || (err = monitor_phase(w, stop)) ||
+                    (err = produce_dead_letters(w)))
                         return err;
                 clear_dead_letters(w);
                 lap(&t, &st->produce_us, NULL);
@@ -1514,6 +1630,8 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 return err;
         }
         err = handle_replies(w);
+        if (!err)
+                err = monitor_phase(w, stop);
         if (!err)
                 err = produce_dead_letters(w);
         clear_dead_letters(w);

@@ -73,6 +73,14 @@ local function trim(base, retention, W, wm)
         redis.call('DEL', base .. ':p:' .. old[i])
     end
     redis.call('ZREMRANGEBYSCORE', base .. ':buckets', '-inf', cutoff)
+    -- Ensemble revisions go with their buckets; the daily MAPEs, one per
+    -- day, stay 100 days longer for the auto baseline (days D-96 .. D-7).
+    local ensh = redis.call('SMEMBERS', base .. ':ensh')
+    for i = 1, #ensh do
+        redis.call('ZREMRANGEBYSCORE', base .. ':ens:' .. ensh[i], '-inf', cutoff)
+        redis.call('ZREMRANGEBYSCORE', base .. ':dmape:' .. ensh[i], '-inf',
+                   '(' .. (math.floor(cut / DAY_MS) - 100))
+    end
     local hms = redis.call('SMEMBERS', base .. ':hms')
     for i = 1, #hms do
         local hm = hms[i]

@@ -28,9 +28,11 @@ end
 
 --
 -- chorus_release KEYS[1]=base  ARGV: wm_field, offset
--- Drops the snapshots of records up to `offset` of that input partition:
+-- Drops the snapshots (forecasts, and alerts: base:osnap) of records up to
+-- `offset` of that input partition:
 -- their outputs are committed, so they will not be processed again.
 --
 local function release(keys, args)
+    redis.call('ZREMRANGEBYSCORE', keys[1] .. ':osnap:' .. args[1], '-inf', args[2])
     return redis.call('ZREMRANGEBYSCORE', keys[1] .. ':snap:' .. args[1], '-inf', args[2])
 end

@@ -1,0 +1,327 @@
+-- Monitoring: ensemble scores, day closes and the alert lifecycle (SPEC §4,
+-- §6). Part of the chorus library: src/state/lua/*.lua are concatenated in
+-- name order at build (cmake/assemble_lua.cmake).
+--
+-- The served forecast's final value is computed in the worker, so it comes
+-- back in a second call of the batch (chorus_monitor, one per series), after
+-- the forecasts are built and before the transaction commits:
+--  * base:ens:<h> keeps every revision of the ensemble forecast per target
+--    bucket (score = bucket, member "<bucket>|<issued_at>|<revision>|<value>"):
+--    a day close reads the latest revision issued by the end of its day.
+--  * base:ew is the ensemble watermark: the newest issued_at whose forecast
+--    is recorded. A series' day close waits for min(base:aw, base:ew), not
+--    base:pw: a prediction applied by one worker has its forecast recorded a
+--    moment later, and a close run in between by the worker of the actuals
+--    would miss it.
+--  * Day closes (SPEC §1): day D closes once, when that watermark reaches
+--    the start of D + 1; it decides from the forecasts issued and the actual
+--    versions observed before then. base:mclosed is the last day closed.
+--  * Alert state: base:alert:<fingerprint> {state, severity, since}; a rule
+--    reports whether its condition holds, and alert_transition emits
+--    firing / firing with a new severity / resolved, nothing else.
+--  * Outputs are exactly once like forecasts: the alerts a call emits are
+--    kept in base:osnap:<topic>|<partition> at the offset of the batch's
+--    last record of the series (the anchor), tagged with the batch, until
+--    chorus_release. A call whose records were read before finds them there:
+--    a committed batch's are dropped, the others emitted again.
+
+local MONITOR_MAX_DAYS = 3660 -- days closed per call: a bound, not a limit in practice
+
+local function fmt(x)
+    return string.format('%.17g', x)
+end
+
+local function day_of(t)
+    return math.floor(t / DAY_MS)
+end
+
+local function day_string(d)
+    -- Civil date of a day number (days since 1970-01-01), proleptic Gregorian.
+    local z = d + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+        - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local day = doy - math.floor((153 * mp + 2) / 5) + 1
+    local month = mp < 10 and mp + 3 or mp - 9
+    local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+    return string.format('%04d-%02d-%02d', year, month, day)
+end
+
+-- The version of bucket b's actual observed at or before I (SPEC §1 "as of").
+local function actual_as_of(base, b, I)
+    local best_o, best_v
+    local m = redis.call('ZRANGEBYSCORE', base .. ':actv', b, b)
+    for j = 1, #m do
+        local _, o, v = parse_act(m[j])
+        if o <= I and (best_o == nil or o > best_o) then
+            best_o, best_v = o, v
+        end
+    end
+    return best_v and tonumber(best_v)
+end
+
+-- Ensemble APEs of the targets in [lo, hi) as of I: the latest revision
+-- issued at or before I against the actual version observed by I. Buckets
+-- in ascending order, so the sums are the same in every run.
+local function ensemble_apes(base, h, lo, hi, I)
+    local members = redis.call('ZRANGEBYSCORE', base .. ':ens:' .. h, lo, '(' .. hi)
+    local best = {}
+    local order = {}
+    for i = 1, #members do
+        local b, iss, rev, v = string.match(members[i], '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+        b, iss, rev = tonumber(b), tonumber(iss), tonumber(rev)
+        if iss <= I then
+            local cur = best[b]
+            if not cur then
+                order[#order + 1] = b
+            end
+            if not cur or iss > cur[1] or (iss == cur[1] and rev > cur[2]) then
+                best[b] = {iss, rev, tonumber(v)}
+            end
+        end
+    end
+    table.sort(order)
+    local n, sum = 0, 0
+    for i = 1, #order do
+        local b = order[i]
+        local a = actual_as_of(base, b, I)
+        if a and a ~= 0 then
+            n = n + 1
+            sum = sum + 100 * math.abs(best[b][3] - a) / math.abs(a)
+        end
+    end
+    return n, sum
+end
+
+-- The daily MAPE of day d as recorded at its close, or nil.
+local function daily_mape(base, h, d)
+    local m = redis.call('ZRANGEBYSCORE', base .. ':dmape:' .. h, d, d)
+    if #m == 0 then
+        return nil
+    end
+    local _, n, mape = string.match(m[1], '^([^|]*)|([^|]*)|(.*)$')
+    return tonumber(mape), tonumber(n)
+end
+
+-- baseline_mape for day d: configured, or the median of the daily MAPEs of
+-- days d - auto_from .. d - auto_to, with at least auto_min of them.
+local function baseline_for(base, h, d, cfg)
+    if cfg.baseline ~= 'auto' then
+        return cfg.baseline
+    end
+    local m = redis.call('ZRANGEBYSCORE', base .. ':dmape:' .. h, d - cfg.auto_from, d - cfg.auto_to)
+    if #m < cfg.auto_min then
+        return nil
+    end
+    local v = {}
+    for i = 1, #m do
+        local _, _, mape = string.match(m[i], '^([^|]*)|([^|]*)|(.*)$')
+        v[i] = tonumber(mape)
+    end
+    table.sort(v)
+    local k = #v
+    if k % 2 == 1 then
+        return v[(k + 1) / 2]
+    end
+    return (v[k / 2] + v[k / 2 + 1]) / 2
+end
+
+-- The lifecycle of one alert. `a` is the evaluation: holds (boolean) and,
+-- for the record, type, severity, series, horizon, model, indicator, value,
+-- threshold, event_time, message, details ({k, v, k, v, ...}). Returns the
+-- Alert record to emit, or nil.
+local function alert_transition(base, a)
+    local fp = a.type .. '|' .. (a.series or '') .. '|' .. (a.horizon or '') .. '|'
+        .. (a.model or '') .. '|' .. (a.indicator or '')
+    local key = base .. ':alert:' .. fp
+    local cur = redis.call('HMGET', key, 'state', 'severity')
+    local firing = cur[1] == 'firing'
+    local state
+    if a.holds then
+        if firing and cur[2] == a.severity then
+            return nil
+        end
+        state = 'firing'
+        redis.call('HSET', key, 'state', 'firing', 'severity', a.severity, 'since',
+                   firing and redis.call('HGET', key, 'since') or a.event_time)
+    else
+        if not firing then
+            return nil
+        end
+        state = 'resolved'
+        a.severity = cur[2]
+        redis.call('HSET', key, 'state', 'resolved')
+    end
+    local rec = {fp, a.type, a.severity, state, a.series or '', a.horizon or '', a.model or '',
+                 a.indicator or '', fmt(a.value), fmt(a.threshold), tostring(a.event_time),
+                 a.message}
+    for i = 1, #a.details do
+        rec[#rec + 1] = a.details[i]
+    end
+    return rec
+end
+
+-- MAPE_DEGRADATION (6.1) and PERFORMANCE_DRIFT (6.2) at the close of day d.
+local function close_day(base, series, h, d, cfg, out)
+    local day_end = (d + 1) * DAY_MS -- exclusive: the close sees event times < day_end
+    local I = day_end - 1
+    local n, sum = ensemble_apes(base, h, d * DAY_MS, day_end, I)
+    local baseline = baseline_for(base, h, d, cfg)
+    if n > 0 then
+        redis.call('ZADD', base .. ':dmape:' .. h, d, d .. '|' .. n .. '|' .. fmt(sum / n))
+    end
+    if not baseline then
+        return
+    end
+    local date = day_string(d)
+
+    -- 6.1: the streak counts consecutive days with scored targets.
+    if n > 0 then
+        local mape = sum / n
+        local level = baseline + cfg.mape_pp
+        local skey = base .. ':mstreak:' .. h
+        local streak = 0
+        if mape > level then
+            streak = redis.call('INCR', skey)
+        else
+            redis.call('SET', skey, 0)
+        end
+        local rec = alert_transition(base, {
+            holds = streak >= cfg.mape_days, type = 'MAPE_DEGRADATION', severity = 'critical',
+            series = series, horizon = h, value = mape, threshold = level, event_time = I,
+            message = string.format('%s %s: ensemble daily MAPE %.4g %% %s baseline %.4g %% + %.4g pp on %s (%d consecutive day(s) above)',
+                series, h, mape, mape > level and 'above' or 'at or below', baseline, cfg.mape_pp,
+                date, streak),
+            details = {'day', date, 'daily_mape', fmt(mape), 'baseline_mape', fmt(baseline),
+                       'threshold', fmt(level), 'days_above', tostring(streak),
+                       'days_required', tostring(cfg.mape_days), 'scored_targets', tostring(n)}})
+        if rec then
+            out[#out + 1] = rec
+        end
+    end
+
+    -- 6.2: the 7-day rolling MAPE as of the end of d.
+    local rn, rsum = ensemble_apes(base, h, (d - cfg.drift_days + 1) * DAY_MS, day_end, I)
+    local level = baseline + cfg.drift_pp
+    local rolling = rn > 0 and rsum / rn or 0
+    local rec = alert_transition(base, {
+        holds = rn >= cfg.drift_min and rolling > level, type = 'PERFORMANCE_DRIFT',
+        severity = 'warning', series = series, horizon = h, value = rolling, threshold = level,
+        event_time = I,
+        message = string.format('%s %s: %d-day ensemble MAPE %.4g %% over %d target(s) to %s; threshold baseline %.4g %% + %.4g pp',
+            series, h, cfg.drift_days, rolling, rn, date, baseline, cfg.drift_pp),
+        details = {'day', date, 'rolling_mape', fmt(rolling), 'baseline_mape', fmt(baseline),
+                   'threshold', fmt(level), 'days', tostring(cfg.drift_days),
+                   'scored_targets', tostring(rn), 'min_targets', tostring(cfg.drift_min)}})
+    if rec then
+        out[#out + 1] = rec
+    end
+end
+
+--
+-- chorus_monitor KEYS[1]=base
+--   ARGV: series, anchor_field, anchor_offset, batch_id, epoch, committed_batches,
+--         ranges ("<field>:<lo>:<hi>;..."), baseline ("auto" or a number),
+--         mape_pp, mape_days, drift_pp, drift_days, drift_min, auto_from, auto_to,
+--         auto_min, n, then n × (horizon, bucket, issued_at, revision, value)
+-- `ranges` are the offsets of this batch's records of the series, per input
+-- partition (held ones excluded: they were never applied); `anchor` is one
+-- of them, where this call's alerts wait for the release.
+-- Reply: {'fenced'} or {'ok', alert...}, each alert {fingerprint, type,
+-- severity, state, series, horizon, model, indicator, value, threshold,
+-- event_time, message, key, value, ...} (empty strings for absent parts).
+--
+local function monitor(keys, args)
+    local base = keys[1]
+    local series, anchor_field, anchor_offset = args[1], args[2], tonumber(args[3])
+    local batch_id, epoch = args[4], tonumber(args[5])
+    local committed = ',' .. args[6] .. ','
+    local cfg = {baseline = args[8] == 'auto' and 'auto' or tonumber(args[8]),
+                 mape_pp = tonumber(args[9]), mape_days = tonumber(args[10]),
+                 drift_pp = tonumber(args[11]), drift_days = tonumber(args[12]),
+                 drift_min = tonumber(args[13]), auto_from = tonumber(args[14]),
+                 auto_to = tonumber(args[15]), auto_min = tonumber(args[16])}
+    local n = tonumber(args[17])
+
+    -- Fencing, as in admit(), without moving any watermark.
+    local seen = tonumber(redis.call('HGET', base .. ':wm', 'e|' .. anchor_field))
+    if seen and epoch < seen then
+        return {'fenced'}
+    end
+
+    local out = {'ok'}
+    -- Alerts of earlier attempts at these records.
+    for field, lo, hi in string.gmatch(args[7], '([^:;]+):(%d+):(%d+)') do
+        local key = base .. ':osnap:' .. field
+        local got = redis.call('ZRANGEBYSCORE', key, lo, hi)
+        for i = 1, #got do
+            local o, b, packed = string.match(got[i], '^([^|]*)|([^|]*)|(.*)$')
+            redis.call('ZREM', key, got[i])
+            if b == '' or not string.find(committed, ',' .. b .. ',', 1, true) then
+                local recs = cmsgpack.unpack(packed)
+                for j = 1, #recs do
+                    out[#out + 1] = recs[j]
+                end
+                redis.call('ZADD', key, o, o .. '|' .. batch_id .. '|' .. packed)
+            end
+        end
+    end
+
+    -- The served forecasts, then the ensemble watermark.
+    local ew = tonumber(redis.call('GET', base .. ':ew'))
+    for i = 0, n - 1 do
+        local h, bucket, issued, rev, value = args[18 + 5 * i], args[19 + 5 * i],
+            args[20 + 5 * i], args[21 + 5 * i], args[22 + 5 * i]
+        redis.call('ZADD', base .. ':ens:' .. h, bucket,
+                   bucket .. '|' .. issued .. '|' .. rev .. '|' .. value)
+        redis.call('SADD', base .. ':ensh', h)
+        if not ew or tonumber(issued) > ew then
+            ew = tonumber(issued)
+        end
+    end
+    if n > 0 then
+        redis.call('SET', base .. ':ew', ew)
+    end
+
+    -- Day closes on min(actuals' watermark, ensemble watermark).
+    local aw = tonumber(redis.call('GET', base .. ':aw'))
+    local new = {}
+    if aw and ew then
+        local upto = day_of(math.min(aw, ew)) - 1 -- the last day whose end has passed
+        local last = tonumber(redis.call('GET', base .. ':mclosed'))
+        local horizons = redis.call('SMEMBERS', base .. ':ensh')
+        table.sort(horizons)
+        if not last then
+            -- The first day with a target: nothing before it has anything to close.
+            last = upto
+            for i = 1, #horizons do
+                local first = redis.call('ZRANGE', base .. ':ens:' .. horizons[i], 0, 0,
+                                         'WITHSCORES')
+                if #first > 0 then
+                    last = math.min(last, day_of(tonumber(first[2])) - 1)
+                end
+            end
+        end
+        if upto > last then
+            local from = math.max(last + 1, upto - MONITOR_MAX_DAYS + 1)
+            for d = from, upto do
+                for i = 1, #horizons do
+                    close_day(base, series, horizons[i], d, cfg, new)
+                end
+            end
+            redis.call('SET', base .. ':mclosed', upto)
+        end
+    end
+    if #new > 0 then
+        local key = base .. ':osnap:' .. anchor_field
+        redis.call('ZADD', key, anchor_offset,
+                   anchor_offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(new))
+        for i = 1, #new do
+            out[#out + 1] = new[i]
+        end
+    end
+    return out
+end
