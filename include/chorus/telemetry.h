@@ -81,6 +81,11 @@ void chorus_telemetry_waiting(chorus_telemetry_t *tm, size_t n);
  *  late-data monitoring (SPEC §6) lands: the counter reads 0. */
 void chorus_telemetry_late(chorus_telemetry_t *tm);
 
+/** @brief An alert record produced (SPEC §6): its @p type, @p state
+ *  (firing, resolved) and @p severity. */
+void chorus_telemetry_alert(chorus_telemetry_t *tm, const char *type, const char *state,
+                            const char *severity);
+
 /** @brief A transaction (or, at_least_once, an offset commit) committed (@p ok) or aborted. */
 void chorus_telemetry_transaction(chorus_telemetry_t *tm, int committed);
 

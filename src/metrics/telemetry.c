@@ -37,7 +37,7 @@ struct chorus_telemetry_s {
         int kafka_stats;
 
         chorus_metric_t *records_in, *records_out, *dead_letters, *lag, *redis_trips, *transactions,
-            *rebalances;
+            *rebalances, *alerts;
         chorus_series_t *batch_records, *batch_seconds, *redis_seconds, *redis_ok, *redis_err,
             *holds, *waiting, *late, *txn_commit, *txn_abort, *reb_assign, *reb_revoke, *assigned,
             *ready, *kafka_up_g;
@@ -173,6 +173,14 @@ chorus_telemetry_t *chorus_telemetry_new(const chorus_config_t *cfg, int64_t liv
                                             1, type, NULL, 0);
         tm->reb_assign = labelled(tm->rebalances, "assign");
         tm->reb_revoke = labelled(tm->rebalances, "revoke");
+        {
+                static const char *const alert_labels[] = {"type", "state", "severity"};
+                tm->alerts = chorus_metrics_add(
+                    m, CHORUS_METRIC_COUNTER, "chorus_alerts_total",
+                    "Alert records produced (SPEC 6), by type, state (firing, resolved) and "
+                    "severity; firing minus resolved is what is active.",
+                    3, alert_labels, NULL, 0);
+        }
         tm->assigned = scalar(m, CHORUS_METRIC_GAUGE, "chorus_assigned_partitions",
                               "Input partitions assigned to this worker.", NULL, 0);
         tm->kafka_up_g =
@@ -284,6 +292,18 @@ void chorus_telemetry_waiting(chorus_telemetry_t *tm, size_t n) {
 void chorus_telemetry_late(chorus_telemetry_t *tm) {
         if (tm)
                 chorus_series_add(tm->late, 1);
+}
+
+void chorus_telemetry_alert(chorus_telemetry_t *tm, const char *type, const char *state,
+                            const char *severity) {
+        const char *v[3];
+
+        if (!tm)
+                return;
+        v[0] = type;
+        v[1] = state;
+        v[2] = severity;
+        chorus_series_add(chorus_metric_series(tm->alerts, v), 1);
 }
 
 void chorus_telemetry_transaction(chorus_telemetry_t *tm, int committed) {

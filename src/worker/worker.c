@@ -1525,6 +1525,7 @@ static chorus_err_t produce_alerts(chorus_worker_t *w, const redisReply *r, cons
                         return err;
                 w->stats.records_out[CHORUS_TOPIC_ALERTS]++;
                 chorus_telemetry_record_out(w->tm, t->name);
+                chorus_telemetry_alert(w->tm, alert->type, alert->state, alert->severity);
         }
         return CHORUS_OK;
 }

@@ -150,3 +150,21 @@ Test(telemetry, consumer_lag_from_statistics) {
         chorus_telemetry_destroy(tm);
         chorus_config_destroy(cfg);
 }
+
+Test(telemetry, alerts_by_type_state_and_severity) {
+        chorus_config_t *cfg = chorus_config_new();
+        chorus_telemetry_t *tm = chorus_telemetry_new(cfg, 60000, 1);
+        char *text;
+
+        chorus_telemetry_alert(tm, "MAPE_DEGRADATION", "firing", "warning");
+        chorus_telemetry_alert(tm, "MAPE_DEGRADATION", "resolved", "warning");
+        chorus_telemetry_alert(tm, "MAPE_DEGRADATION", "firing", "warning");
+        text = chorus_metrics_render(chorus_telemetry_metrics(tm), NULL);
+        cr_assert(strstr(text, "chorus_alerts_total{type=\"MAPE_DEGRADATION\",state=\"firing\","
+                               "severity=\"warning\"} 2\n"));
+        cr_assert(strstr(text, "chorus_alerts_total{type=\"MAPE_DEGRADATION\",state=\"resolved\","
+                               "severity=\"warning\"} 1\n"));
+        free(text);
+        chorus_telemetry_destroy(tm);
+        chorus_config_destroy(cfg);
+}
