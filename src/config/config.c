@@ -1065,6 +1065,7 @@ void chorus_config_destroy(chorus_config_t *cfg) {
         free(cfg->redis_password);
         free(cfg->redis_prefix);
         free(cfg->worker_id);
+        free(cfg->alerts_baseline_mape);
         free(cfg->http_listen);
         free(cfg->models);
         free(cfg->horizons);

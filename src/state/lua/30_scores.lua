@@ -114,6 +114,20 @@ end
 -- Buckets of (I - W, I] whose winner was observed after I but which had a
 -- version at or before I: bucket -> value string of the latest such version.
 -- Returns nil when there is none (the common case).
+-- The version of bucket b's actual observed at or before I (SPEC §1 "as
+-- of"), as stored, or nil.
+local function version_as_of(base, b, I)
+    local best_o, best_v
+    local m = redis.call('ZRANGEBYSCORE', base .. ':actv', b, b)
+    for j = 1, #m do
+        local _, o, v = parse_act(m[j])
+        if o <= I and (best_o == nil or o > best_o) then
+            best_o, best_v = o, v
+        end
+    end
+    return best_v
+end
+
 local function shadowed(base, I, W)
     local out
     local buckets = redis.call('ZRANGEBYSCORE', base .. ':multi', '(' .. (I - W), I)
@@ -121,15 +135,8 @@ local function shadowed(base, I, W)
         local b = tonumber(buckets[i])
         local wobs = winning_actual(base, b)
         if wobs and wobs > I then
-            local best_o, best_v
-            local m = redis.call('ZRANGEBYSCORE', base .. ':actv', b, b)
-            for j = 1, #m do
-                local _, o, v = parse_act(m[j])
-                if o <= I and (best_o == nil or o > best_o) then
-                    best_o, best_v = o, v
-                end
-            end
-            if best_o then
+            local best_v = version_as_of(base, b, I)
+            if best_v then
                 out = out or {}
                 out[b] = best_v
             end

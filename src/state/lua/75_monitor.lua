@@ -50,17 +50,9 @@ local function day_string(d)
     return string.format('%04d-%02d-%02d', year, month, day)
 end
 
--- The version of bucket b's actual observed at or before I (SPEC §1 "as of").
 local function actual_as_of(base, b, I)
-    local best_o, best_v
-    local m = redis.call('ZRANGEBYSCORE', base .. ':actv', b, b)
-    for j = 1, #m do
-        local _, o, v = parse_act(m[j])
-        if o <= I and (best_o == nil or o > best_o) then
-            best_o, best_v = o, v
-        end
-    end
-    return best_v and tonumber(best_v)
+    local v = version_as_of(base, b, I)
+    return v and tonumber(v)
 end
 
 -- Ensemble APEs of the targets in [lo, hi) as of I: the latest revision
