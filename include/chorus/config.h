@@ -194,6 +194,7 @@ typedef struct chorus_config {
 
         chorus_guarantee_t processing_guarantee; /**< processing.guarantee (exactly_once) */
         int processing_max_attempts;             /**< processing.max_attempts (3) */
+        int dlq_max_value_bytes; /**< dlq.max_value_bytes (262144): a longer key or value is cut */
 
         int log_level; /**< log.level (info): a chorus_log_level_t, for the caller to apply */
 

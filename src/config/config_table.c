@@ -600,6 +600,19 @@ const conf_prop_t chorus_conf_props[] = {
      .desc = "Attempts at processing a record before it goes to the dead-letter topic with "
              "reason `poison_pill`, so that one bad record cannot stall its partition."},
 
+    {.name = "dlq.max_value_bytes",
+     .type = CONF_INT,
+     .section = CONF_SEC_BATCH,
+     G(dlq_max_value_bytes),
+     .min = 1024,
+     .max = 900000,
+     .def = "262144",
+     .desc = "Longest key and value a dead letter carries. A longer one is cut to this length, "
+             "with the headers `chorus.error.truncated=true` and `chorus.source.value_bytes` / "
+             "`chorus.source.key_bytes` (the original sizes), so that a record too large for the "
+             "dead-letter topic (the broker's default limit is about 1 MB) cannot stall its "
+             "partition."},
+
     {.name = "log.level",
      .type = CONF_ENUM,
      .section = CONF_SEC_LOG,

@@ -667,8 +667,11 @@ static chorus_err_t produce_dead_letters(chorus_worker_t *w) {
 
         for (size_t i = 0; i < w->n_dlq; i++) {
                 const dead_letter_t *d = &w->dlq[i];
-                rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+                rd_kafka_headers_t *h = rd_kafka_headers_new(8);
                 char partition[16], offset[24];
+                size_t limit = (size_t)w->cfg->dlq_max_value_bytes;
+                size_t key_len = d->key_len < limit ? d->key_len : limit;
+                size_t value_len = d->value_len < limit ? d->value_len : limit;
 
                 snprintf(partition, sizeof(partition), "%d", (int)d->partition);
                 snprintf(offset, sizeof(offset), "%" PRId64, d->offset);
@@ -677,9 +680,26 @@ static chorus_err_t produce_dead_letters(chorus_worker_t *w) {
                 rd_kafka_header_add(h, "chorus.source.topic", -1, d->topic, -1);
                 rd_kafka_header_add(h, "chorus.source.partition", -1, partition, -1);
                 rd_kafka_header_add(h, "chorus.source.offset", -1, offset, -1);
+                /* Cut before producing: a record the broker refuses for its
+                 * size would be retried for ever and stall the partition. */
+                if (key_len < d->key_len || value_len < d->value_len) {
+                        char size[24];
+
+                        rd_kafka_header_add(h, "chorus.error.truncated", -1, "true", -1);
+                        snprintf(size, sizeof(size), "%zu", d->value_len);
+                        rd_kafka_header_add(h, "chorus.source.value_bytes", -1, size, -1);
+                        snprintf(size, sizeof(size), "%zu", d->key_len);
+                        rd_kafka_header_add(h, "chorus.source.key_bytes", -1, size, -1);
+                        chorus_log_warn("worker",
+                                        "msg=\"dead letter truncated\" topic=%s partition=%d "
+                                        "offset=%" PRId64
+                                        " key_bytes=%zu value_bytes=%zu limit=%zu",
+                                        d->topic, (int)d->partition, d->offset, d->key_len,
+                                        d->value_len, limit);
+                }
                 if ((err = produce(w, w->cfg->topics[CHORUS_TOPIC_DLQ].name,
-                                   d->has_key ? d->raw : NULL, d->key_len,
-                                   d->has_value ? d->raw + d->key_len : NULL, d->value_len, h)))
+                                   d->has_key ? d->raw : NULL, key_len,
+                                   d->has_value ? d->raw + d->key_len : NULL, value_len, h)))
                         return err;
                 w->stats.dead_letters[d->reason]++;
                 w->stats.records_out[CHORUS_TOPIC_DLQ]++;
