@@ -32,6 +32,20 @@ HOUR_MS = 3_600_000
 MODEL_QUALITY = {"good": (0.002, 0.0), "fair": (0.008, 0.0), "poor": (0.03, 0.02)}
 
 
+def zigzag(n: int) -> bytes:
+    """Avro long: zig-zag, then base-128 varint."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
 def day(d: int) -> int:
     return EPOCH_2024 + d * DAY_MS
 

@@ -13,25 +13,13 @@ from __future__ import annotations
 from confluent_kafka import Producer
 
 from conftest import scaled
-from e2e_support import HOUR_MS, Sent, consume_until, day, encode_actuals, new_group
+from e2e_support import HOUR_MS, Sent, consume_until, day, encode_actuals, new_group, zigzag
 from reference_model import Actual, Prediction
 
 DAYS = 12
 LIMIT = 262144  # dlq.max_value_bytes, the default
 BIG = 5 * 1024 * 1024
 
-
-def _zigzag(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def test_oversized_and_absurd_records_are_dead_lettered_once(
@@ -46,7 +34,7 @@ def test_oversized_and_absurd_records_are_dead_lettered_once(
     big = Prediction("x" * BIG, "ZL", "1D", day(0) + 22 * HOUR_MS, day(1), 50.0)
     big_value = avro.encode("Prediction", big.avro())
     good = avro.encode_body("Prediction", Prediction("a", "ZL", "1D", day(0), day(1), 1.0).avro())
-    absurd_value = big_value[:5] + _zigzag(1 << 62) + good[2:]
+    absurd_value = big_value[:5] + zigzag(1 << 62) + good[2:]
     for d in range(DAYS):
         for model in ("arima", "lstm"):
             p = Prediction(model, "ZL", "1D", day(d) + 22 * HOUR_MS, day(d + 1), 50.0 + d)

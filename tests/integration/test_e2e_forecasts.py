@@ -34,6 +34,7 @@ from e2e_support import (
     new_group,
     produce_all,
     quantile,
+    zigzag,
 )
 from reference_model import Actual, Config, Prediction, expected_forecasts, forecast_key
 
@@ -373,19 +374,6 @@ def test_two_workers_match_reference(kafka, avro, topic_factory, chorus, chorus_
 TS_2200 = 7_258_118_400_000  # 2200-01-01T00:00:00Z, the first invalid instant
 
 
-def _zigzag(n: int) -> bytes:
-    """Avro long: zig-zag, then base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
 
 def bad_records(avro, inputs) -> list[tuple[Sent, str]]:
     """(record, expected chorus.error) for each kind of bad input of SPEC §2,
@@ -406,7 +394,7 @@ def bad_records(avro, inputs) -> list[tuple[Sent, str]]:
     utf8_body = avro.encode_body("Prediction", {**base.avro(), "model_id": "XX"})
     assert utf8_body[:3] == b"\x04XX"
     bad_utf8 = utf8_body[:1] + b"\xc3\x28" + utf8_body[3:]
-    huge_len = _zigzag(1 << 40) + body[1:]  # model_id "good": 1 length byte
+    huge_len = zigzag(1 << 40) + body[1:]  # model_id "good": 1 length byte
 
     cases = [
         (P, b"this is not avro", "bad_framing"),
