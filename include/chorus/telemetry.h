@@ -58,6 +58,11 @@ void chorus_telemetry_record_out(chorus_telemetry_t *tm, const char *topic);
 /** @brief One dead letter produced, for @p reason. */
 void chorus_telemetry_dead_letter(chorus_telemetry_t *tm, chorus_err_t reason);
 
+/** @brief A batch committed with @p truncated dead letters cut to fit and
+ *  @p dropped records whose dead letter was refused even as headers only. */
+void chorus_telemetry_dead_letters_cut(chorus_telemetry_t *tm, uint64_t truncated,
+                                       uint64_t dropped);
+
 /** @brief A batch of @p records input records took @p seconds (consume excluded). */
 void chorus_telemetry_batch(chorus_telemetry_t *tm, size_t records, double seconds);
 

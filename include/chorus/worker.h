@@ -20,6 +20,9 @@ typedef struct chorus_worker_stats {
         uint64_t records_in[CHORUS_TOPIC__COUNT];  /**< input records by topic role */
         uint64_t records_out[CHORUS_TOPIC__COUNT]; /**< output records by topic role */
         uint64_t dead_letters[CHORUS_ERR__COUNT];  /**< by reason */
+        /** Dead letters committed cut (chorus.error.truncated), and records
+         *  whose dead letter was refused even as headers only (not produced). */
+        uint64_t dead_letters_truncated, dead_letters_dropped;
         uint64_t applied, duplicates, stale, replayed, held;
         uint64_t reemitted;       /**< applied before, output re-created from its snapshot */
         uint64_t aborted_batches; /**< transactions aborted and rewound */

@@ -607,11 +607,15 @@ const conf_prop_t chorus_conf_props[] = {
      .min = 1024,
      .max = 900000,
      .def = "262144",
-     .desc = "Longest key and value a dead letter carries. A longer one is cut to this length, "
-             "with the headers `chorus.error.truncated=true` and `chorus.source.value_bytes` / "
-             "`chorus.source.key_bytes` (the original sizes), so that a record too large for the "
-             "dead-letter topic (the broker's default limit is about 1 MB) cannot stall its "
-             "partition."},
+     .desc = "Longest key plus value a dead letter carries. The limit used is the least of "
+             "this, the dead-letter topic's `max.message.bytes` (read at start) and the "
+             "producer's `message.max.bytes`, the latter two less 2048 bytes for headers and "
+             "framing (logged at start). A longer key plus value is cut, with the headers "
+             "`chorus.error.truncated=true` and `chorus.source.value_bytes` / "
+             "`chorus.source.key_bytes` (the original sizes); a dead letter the broker still "
+             "refuses for good is sent again with 1 KiB, then headers only, then dropped "
+             "(logged at error, `chorus_dead_letters_dropped_total`), so that a record too large "
+             "for the dead-letter topic cannot stall its partition."},
 
     {.name = "log.level",
      .type = CONF_ENUM,

@@ -42,6 +42,7 @@ struct chorus_telemetry_s {
             *holds, *waiting, *late, *txn_commit, *txn_abort, *reb_assign, *reb_revoke, *assigned,
             *ready, *kafka_up_g;
         chorus_series_t *dlq_by_reason[CHORUS_ERR__COUNT];
+        chorus_series_t *dlq_truncated, *dlq_dropped;
 
         in_cache_t in_cache[IN_CACHE_MAX];
         size_t n_in_cache;
@@ -129,6 +130,17 @@ chorus_telemetry_t *chorus_telemetry_new(const chorus_config_t *cfg, int64_t liv
                 if (chorus_err_is_input((chorus_err_t)e))
                         tm->dlq_by_reason[e] =
                             labelled(tm->dead_letters, chorus_err2code((chorus_err_t)e));
+        tm->dlq_truncated =
+            scalar(m, CHORUS_METRIC_COUNTER, "chorus_dead_letters_truncated_total",
+                   "Dead letters whose key or value was cut to fit the dead-letter topic "
+                   "(chorus.error.truncated=true), counted when their batch commits.",
+                   NULL, 0);
+        tm->dlq_dropped = scalar(
+            m, CHORUS_METRIC_COUNTER, "chorus_dead_letters_dropped_total",
+            "Bad records whose dead letter the broker refused even as headers only: not on the "
+            "dead-letter topic, logged at error with their source; counted when their batch "
+            "commits.",
+            NULL, 0);
         tm->batch_records = scalar(m, CHORUS_METRIC_HISTOGRAM, "chorus_batch_records",
                                    "Input records per batch (held and retried ones included).",
                                    batch_record_bounds, NB(batch_record_bounds));
@@ -252,6 +264,16 @@ void chorus_telemetry_dead_letter(chorus_telemetry_t *tm, chorus_err_t reason) {
                 chorus_series_add(tm->dlq_by_reason[reason], 1);
         else
                 chorus_series_add(labelled(tm->dead_letters, chorus_err2code(reason)), 1);
+}
+
+void chorus_telemetry_dead_letters_cut(chorus_telemetry_t *tm, uint64_t truncated,
+                                       uint64_t dropped) {
+        if (!tm)
+                return;
+        if (truncated)
+                chorus_series_add(tm->dlq_truncated, truncated);
+        if (dropped)
+                chorus_series_add(tm->dlq_dropped, dropped);
 }
 
 void chorus_telemetry_batch(chorus_telemetry_t *tm, size_t records, double seconds) {

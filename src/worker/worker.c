@@ -30,6 +30,7 @@
 
 #include "chorus/codec.h"
 #include "chorus/commit_meta.h"
+#include "chorus/dead_letter.h"
 #include "chorus/forecast.h"
 #include "chorus/identity.h"
 #include "chorus/log.h"
@@ -155,6 +156,10 @@ struct chorus_worker_s {
         uint64_t batch_seq;
         char instance_id[48];
         int64_t delivery_failures;
+        size_t dlq_limit;              /* key plus value of a dead letter (dead_letter.h) */
+        chorus_dlq_steps_t *dlq_steps; /* records whose dead letter needs a smaller form */
+        int64_t dlq_refused;           /* dead letters refused for good since the last check */
+        uint64_t batch_dlq_truncated, batch_dlq_dropped; /* counted when the batch commits */
         chorus_worker_stats_t stats;
         chorus_telemetry_t *tm;      /* NULL: no endpoints */
         int64_t last_redis_check_ms; /* last round trip or idle ping */
@@ -242,14 +247,40 @@ static size_t drop_entries(entry_t *arr, size_t n, const char *topic, int32_t pa
 /* Kafka setup                                                         */
 /* ------------------------------------------------------------------ */
 
+/* A dead letter carries its level + 1 as its message opaque (forecasts and
+ * alerts carry none): a permanent refusal of one steps its record down
+ * (produce_dead_letters), anything else is a failure that the batch retries. */
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         chorus_worker_t *w = opaque;
+        uintptr_t dlq_level = (uintptr_t)m->_private;
+        chorus_produce_class_t class = chorus_produce_classify(m->err);
+        rd_kafka_headers_t *h = NULL;
+        char topic[256];
+        int32_t partition;
+        int64_t offset;
+
         (void)rk;
-        if (m->err) {
-                w->delivery_failures++;
-                chorus_log_error("producer", "msg=\"delivery failed\" topic=%s err=\"%s\"",
-                                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        if (!m->err)
+                return;
+        w->delivery_failures++;
+        if (dlq_level && class != CHORUS_PRODUCE_RETRY && !rd_kafka_message_headers(m, &h) &&
+            !chorus_dead_letter_source(h, topic, sizeof(topic), &partition, &offset)) {
+                chorus_dlq_level_t next = chorus_dlq_steps_refused(
+                    w->dlq_steps, topic, partition, offset, (chorus_dlq_level_t)(dlq_level - 1));
+                w->dlq_refused++;
+                chorus_log_warn("producer",
+                                "msg=\"dead letter refused, stepping down\" topic=%s "
+                                "partition=%d offset=%" PRId64
+                                " class=%s err=\"%s\" bytes=%zu level=%s next=%s",
+                                topic, (int)partition, offset, chorus_produce_class_name(class),
+                                rd_kafka_err2str(m->err), m->len + m->key_len,
+                                chorus_dlq_level_name((chorus_dlq_level_t)(dlq_level - 1)),
+                                chorus_dlq_level_name(next));
+                return;
         }
+        chorus_log_error("producer", "msg=\"delivery failed\" topic=%s class=%s err=\"%s\"",
+                         rd_kafka_topic_name(m->rkt), chorus_produce_class_name(class),
+                         rd_kafka_err2str(m->err));
 }
 
 /* Records and positions of revoked partitions are dropped: their new owner
@@ -272,6 +303,7 @@ static void forget_partitions(chorus_worker_t *w, const rd_kafka_topic_partition
                                 w->dlq[kept++] = w->dlq[j];
                 }
                 w->n_dlq = kept;
+                chorus_dlq_steps_forget(w->dlq_steps, tp->topic, tp->partition, -1);
                 kept = 0;
                 for (size_t j = 0; j < w->n_positions; j++)
                         if (!same_partition(w->positions[j].topic, w->positions[j].partition,
@@ -512,6 +544,49 @@ static chorus_err_t setup_codec(chorus_worker_t *w, char *errstr, size_t errstr_
         return CHORUS_OK;
 }
 
+#ifdef CHORUS_FAULT_HOOKS
+/* Test builds only: CHORUS_TEST_FAULT_DLQ_IGNORE_TOPIC_LIMIT=1 leaves the
+ * dead-letter topic's max.message.bytes out of the limit, so that the
+ * broker refuses a large dead letter and the step-down runs. */
+static int fault_ignore_topic_limit(void) {
+        const char *v = getenv("CHORUS_TEST_FAULT_DLQ_IGNORE_TOPIC_LIMIT");
+        return v && *v && strcmp(v, "0");
+}
+#else
+#define fault_ignore_topic_limit() 0
+#endif
+
+/* The dead letters' key plus value limit: dlq.max_value_bytes, the topic's
+ * max.message.bytes (Admin API, bounded wait) and the producer's
+ * message.max.bytes, the latter two less a margin for headers and framing.
+ * A topic limit that cannot be read is logged and left out: a dead letter
+ * the broker refuses then steps down (produce_dead_letters). */
+static void setup_dead_letter_limit(chorus_worker_t *w) {
+        const char *topic = w->cfg->topics[CHORUS_TOPIC_DLQ].name;
+        char errstr[512], buf[32];
+        size_t size = sizeof(buf);
+        int64_t topic_max, producer_max = -1;
+
+        topic_max = chorus_dead_letter_topic_max(w->producer, topic, 10000, errstr, sizeof(errstr));
+        if (topic_max < 0)
+                chorus_log_warn("worker",
+                                "msg=\"cannot read the dead-letter topic's max.message.bytes; "
+                                "using dlq.max_value_bytes\" topic=%s err=\"%s\"",
+                                topic, errstr);
+        if (rd_kafka_conf_get(rd_kafka_conf(w->producer), "message.max.bytes", buf, &size) ==
+            RD_KAFKA_CONF_OK)
+                producer_max = strtoll(buf, NULL, 10);
+        w->dlq_limit = chorus_dead_letter_limit(
+            w->cfg->dlq_max_value_bytes, fault_ignore_topic_limit() ? -1 : topic_max, producer_max);
+        chorus_log_info("worker",
+                        "msg=\"dead-letter limit\" topic=%s dlq_max_value_bytes=%d "
+                        "topic_max_message_bytes=%" PRId64 " producer_message_max_bytes=%" PRId64
+                        " margin=%d limit=%zu%s",
+                        topic, w->cfg->dlq_max_value_bytes, topic_max, producer_max,
+                        CHORUS_DLQ_MARGIN_BYTES, w->dlq_limit,
+                        fault_ignore_topic_limit() ? " fault=ignore_topic_limit" : "");
+}
+
 chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, size_t errstr_size) {
         chorus_worker_t *w = calloc(1, sizeof(*w));
 
@@ -521,6 +596,7 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
         }
         w->cfg = cfg;
         w->transactional = cfg->processing_guarantee == CHORUS_GUARANTEE_EXACTLY_ONCE;
+        w->dlq_steps = chorus_dlq_steps_new();
         snprintf(w->instance_id, sizeof(w->instance_id), "%d-%" PRIx64, (int)getpid(),
                  (uint64_t)time(NULL));
         if (cfg->emit_mode != CHORUS_EMIT_EVERY) {
@@ -545,6 +621,7 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                 goto fail;
         if (setup_kafka(w, errstr, errstr_size))
                 goto fail;
+        setup_dead_letter_limit(w);
         return w;
 fail:
         chorus_worker_destroy(w);
@@ -590,6 +667,7 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         chorus_series_map_destroy(w->actual_wm);
         chorus_series_map_destroy(w->blocked);
         chorus_monitor_destroy(w->monitor);
+        chorus_dlq_steps_destroy(w->dlq_steps);
         free(w);
 }
 
@@ -662,49 +740,128 @@ static void queue_dead_letter(chorus_worker_t *w, const char *topic, int32_t par
                         chorus_err2code(reason), topic, (int)partition, offset, message);
 }
 
-static chorus_err_t produce_dead_letters(chorus_worker_t *w) {
-        chorus_err_t err;
+/* Produces one dead letter at @p level, with the level in its opaque for
+ * the delivery report. @returns the produce error (0: queued). */
+static rd_kafka_resp_err_t produce_dead_letter(chorus_worker_t *w, const dead_letter_t *d,
+                                               chorus_dlq_level_t level, int *truncated) {
+        const chorus_dead_letter_t src = {.topic = d->topic,
+                                          .partition = d->partition,
+                                          .offset = d->offset,
+                                          .reason = d->reason,
+                                          .message = d->message,
+                                          .key = d->has_key ? d->raw : NULL,
+                                          .key_len = d->key_len,
+                                          .value = d->has_value ? d->raw + d->key_len : NULL,
+                                          .value_len = d->value_len};
+        chorus_dlq_form_t form;
+        rd_kafka_headers_t *h = chorus_dead_letter_build(&src, w->dlq_limit, level, &form);
+        rd_kafka_resp_err_t err;
 
+        for (;;) {
+                err = rd_kafka_producev(
+                    w->producer, RD_KAFKA_V_TOPIC(w->cfg->topics[CHORUS_TOPIC_DLQ].name),
+                    RD_KAFKA_V_KEY(form.key, form.key_len),
+                    RD_KAFKA_V_VALUE((void *)form.value, form.value_len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(level + 1)), RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                rd_kafka_poll(w->producer, 100);
+        }
+        if (err)
+                rd_kafka_headers_destroy(h);
+        *truncated = form.truncated;
+        return err;
+}
+
+/* Produces the batch's dead letters, each at the level its record has
+ * stepped down to, then waits for their delivery reports.
+ *
+ * Why the wait, and how a step-down works with transactions: a dead letter
+ * the broker refuses for good (too large, rejected) is only known from its
+ * delivery report, and in a transaction that failure makes the
+ * transaction abortable: it cannot commit. So the record's next level is
+ * remembered (w->dlq_steps, in memory), *refused is set, and the caller
+ * aborts the transaction and rewinds (exactly_once) or rewinds
+ * (at_least_once); the batch is read again and the record's dead letter
+ * goes out smaller, in a transaction that can commit. Remembering in
+ * memory is enough: after a crash the full form is refused again and the
+ * record steps down again. Flushing here instead of letting the commit
+ * do it means a transaction never commits with a refused dead letter,
+ * whatever librdkafka does with the refusal. A refusal that producev
+ * reports at once (the producer's own message.max.bytes) steps down on
+ * the spot: nothing was queued. A dead letter at the last level (DROP) is
+ * not produced; its record counts as handled (its offset commits and
+ * Redis records it as dead-lettered), logged at error and counted in
+ * chorus_dead_letters_dropped_total. Retriable errors never step down:
+ * the batch is retried (SPEC §9.4). */
+static chorus_err_t produce_dead_letters(chorus_worker_t *w, int *refused) {
+        int produced = 0;
+
+        *refused = 0;
         for (size_t i = 0; i < w->n_dlq; i++) {
                 const dead_letter_t *d = &w->dlq[i];
-                rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-                char partition[16], offset[24];
-                size_t limit = (size_t)w->cfg->dlq_max_value_bytes;
-                size_t key_len = d->key_len < limit ? d->key_len : limit;
-                size_t value_len = d->value_len < limit ? d->value_len : limit;
+                chorus_dlq_level_t level =
+                    chorus_dlq_steps_get(w->dlq_steps, d->topic, d->partition, d->offset);
+                rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                int truncated = 0;
 
-                snprintf(partition, sizeof(partition), "%d", (int)d->partition);
-                snprintf(offset, sizeof(offset), "%" PRId64, d->offset);
-                rd_kafka_header_add(h, "chorus.error", -1, chorus_err2code(d->reason), -1);
-                rd_kafka_header_add(h, "chorus.error.message", -1, d->message, -1);
-                rd_kafka_header_add(h, "chorus.source.topic", -1, d->topic, -1);
-                rd_kafka_header_add(h, "chorus.source.partition", -1, partition, -1);
-                rd_kafka_header_add(h, "chorus.source.offset", -1, offset, -1);
-                /* Cut before producing: a record the broker refuses for its
-                 * size would be retried for ever and stall the partition. */
-                if (key_len < d->key_len || value_len < d->value_len) {
-                        char size[24];
-
-                        rd_kafka_header_add(h, "chorus.error.truncated", -1, "true", -1);
-                        snprintf(size, sizeof(size), "%zu", d->value_len);
-                        rd_kafka_header_add(h, "chorus.source.value_bytes", -1, size, -1);
-                        snprintf(size, sizeof(size), "%zu", d->key_len);
-                        rd_kafka_header_add(h, "chorus.source.key_bytes", -1, size, -1);
+                while (level < CHORUS_DLQ_DROP &&
+                       (err = produce_dead_letter(w, d, level, &truncated)) &&
+                       chorus_produce_classify(err) != CHORUS_PRODUCE_RETRY) {
+                        chorus_log_warn("producer",
+                                        "msg=\"dead letter refused, stepping down\" topic=%s "
+                                        "partition=%d offset=%" PRId64
+                                        " class=%s err=\"%s\" level=%s",
+                                        d->topic, (int)d->partition, d->offset,
+                                        chorus_produce_class_name(chorus_produce_classify(err)),
+                                        rd_kafka_err2str(err), chorus_dlq_level_name(level));
+                        level = chorus_dlq_steps_refused(w->dlq_steps, d->topic, d->partition,
+                                                         d->offset, level);
+                }
+                if (level == CHORUS_DLQ_DROP) {
+                        chorus_log_error("worker",
+                                         "msg=\"dead letter dropped: refused even as headers "
+                                         "only\" topic=%s partition=%d offset=%" PRId64
+                                         " reason=%s key_bytes=%zu value_bytes=%zu",
+                                         d->topic, (int)d->partition, d->offset,
+                                         chorus_err2code(d->reason), d->key_len, d->value_len);
+                        w->batch_dlq_dropped++;
+                        continue;
+                }
+                if (err) {
+                        chorus_log_error(
+                            "producer", "msg=\"produce failed\" topic=%s class=retry err=\"%s\"",
+                            w->cfg->topics[CHORUS_TOPIC_DLQ].name, rd_kafka_err2str(err));
+                        return CHORUS_ERR_KAFKA;
+                }
+                produced++;
+                if (truncated) {
+                        w->batch_dlq_truncated++;
                         chorus_log_warn("worker",
                                         "msg=\"dead letter truncated\" topic=%s partition=%d "
                                         "offset=%" PRId64
-                                        " key_bytes=%zu value_bytes=%zu limit=%zu",
+                                        " key_bytes=%zu value_bytes=%zu limit=%zu level=%s",
                                         d->topic, (int)d->partition, d->offset, d->key_len,
-                                        d->value_len, limit);
+                                        d->value_len, w->dlq_limit, chorus_dlq_level_name(level));
                 }
-                if ((err = produce(w, w->cfg->topics[CHORUS_TOPIC_DLQ].name,
-                                   d->has_key ? d->raw : NULL, key_len,
-                                   d->has_value ? d->raw + d->key_len : NULL, value_len, h)))
-                        return err;
                 w->stats.dead_letters[d->reason]++;
                 w->stats.records_out[CHORUS_TOPIC_DLQ]++;
                 chorus_telemetry_dead_letter(w->tm, d->reason);
                 chorus_telemetry_record_out(w->tm, w->cfg->topics[CHORUS_TOPIC_DLQ].name);
+        }
+        if (!produced)
+                return CHORUS_OK;
+        while (rd_kafka_outq_len(w->producer) > 0) {
+                rd_kafka_flush(w->producer, 1000);
+                chorus_telemetry_heartbeat(w->tm); /* waiting on the broker is the loop turning */
+        }
+        if (w->dlq_refused) {
+                /* Not failures of the batch's outputs: the batch is re-read. */
+                w->delivery_failures -= w->dlq_refused;
+                w->dlq_refused = 0;
+                *refused = 1;
+                return CHORUS_ERR_KAFKA;
         }
         return CHORUS_OK;
 }
@@ -1200,7 +1357,13 @@ static void offsets_committed(chorus_worker_t *w, const rd_kafka_topic_partition
                 position_get(w, tp->topic, tp->partition)->committed_offset = tp->offset;
                 if (o)
                         owned_set_committed(o, tp->metadata, tp->metadata_size);
+                /* Dead letters behind the offset are committed in their last form. */
+                chorus_dlq_steps_forget(w->dlq_steps, tp->topic, tp->partition, tp->offset);
         }
+        w->stats.dead_letters_truncated += w->batch_dlq_truncated;
+        w->stats.dead_letters_dropped += w->batch_dlq_dropped;
+        chorus_telemetry_dead_letters_cut(w->tm, w->batch_dlq_truncated, w->batch_dlq_dropped);
+        w->batch_dlq_truncated = w->batch_dlq_dropped = 0;
         /* The snapshots of this batch may go with the next round trip, and
          * its dead letters be recorded as committed. */
         for (size_t i = 0; i < w->n_batch_releases; i++)
@@ -1263,6 +1426,7 @@ static chorus_err_t rewind_to_committed(chorus_worker_t *w) {
         w->n_held = drop_entries(w->held, w->n_held, NULL, 0);
         w->n_batch_releases = 0;
         w->n_batch_dlq_done = 0;
+        w->batch_dlq_truncated = w->batch_dlq_dropped = 0;
         clear_dead_letters(w);
         if ((err = rd_kafka_assignment(w->consumer, &parts)))
                 return CHORUS_ERR_KAFKA;
@@ -1634,9 +1798,16 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 w->n_dlq_done = 0;
         }
         if (!w->transactional) {
+                int refused = 0;
+
                 if ((err = handle_replies(w)) || (err = monitor_phase(w, stop)) ||
-                    (err = produce_dead_letters(w)))
+                    (err = produce_dead_letters(w, &refused))) {
+                        /* A dead letter to step down: read the batch again
+                         * (its outputs may repeat, as at_least_once allows). */
+                        if (refused)
+                                return rewind_to_committed(w);
                         return err;
+                }
                 clear_dead_letters(w);
                 lap(&t, &st->produce_us, NULL);
                 return commit_and_release(w, stop, &t);
@@ -1653,8 +1824,10 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
         err = handle_replies(w);
         if (!err)
                 err = monitor_phase(w, stop);
-        if (!err)
-                err = produce_dead_letters(w);
+        if (!err) {
+                int refused; /* aborted and read again below, with the smaller form */
+                err = produce_dead_letters(w, &refused);
+        }
         clear_dead_letters(w);
         lap(&t, &st->produce_us, NULL);
         if (w->fenced) {
