@@ -158,18 +158,22 @@ typedef struct chorus_config {
         chorus_z_reference_t z_reference; /**< validation.z_reference (change) */
         double z_max;                     /**< validation.z_max (3.0) */
         double shrink;                    /**< validation.shrink (0.5), in [0,1] */
+        int validation_window_days;       /**< validation.window_days (30) */
+        int validation_min_test_points;   /**< validation.min_test_points (15) */
+        double validation_divergence_max; /**< validation.divergence_max (0.20) */
 
         /** Monitoring (SPEC §6). alerts.baseline_mape: "auto" or a number (pp). */
-        int alerts_enabled;           /**< alerts.enabled (0 while in progress) */
-        char *alerts_baseline_mape;   /**< "auto" (default) or a decimal number */
-        double alerts_mape_pp;        /**< alerts.mape_degradation.pp (0.5) */
-        int alerts_mape_days;         /**< alerts.mape_degradation.days (3) */
-        double alerts_drift_pp;       /**< alerts.performance_drift.pp (0.2) */
-        int alerts_drift_days;        /**< alerts.performance_drift.days (7) */
-        int alerts_drift_min_targets; /**< alerts.performance_drift.min_targets (5) */
-        int alerts_auto_from_days;    /**< alerts.baseline_auto.from_days (96) */
-        int alerts_auto_to_days;      /**< alerts.baseline_auto.to_days (7) */
-        int alerts_auto_min_days;     /**< alerts.baseline_auto.min_days (20) */
+        int alerts_enabled;             /**< alerts.enabled (0 while in progress) */
+        char *alerts_baseline_mape;     /**< "auto" (default) or a decimal number */
+        double alerts_mape_pp;          /**< alerts.mape_degradation.pp (0.5) */
+        int alerts_mape_days;           /**< alerts.mape_degradation.days (3) */
+        double alerts_drift_pp;         /**< alerts.performance_drift.pp (0.2) */
+        int alerts_drift_days;          /**< alerts.performance_drift.days (7) */
+        int alerts_drift_min_targets;   /**< alerts.performance_drift.min_targets (5) */
+        int alerts_auto_from_days;      /**< alerts.baseline_auto.from_days (96) */
+        int alerts_auto_to_days;        /**< alerts.baseline_auto.to_days (7) */
+        int alerts_auto_min_days;       /**< alerts.baseline_auto.min_days (20) */
+        double alerts_overfit_critical; /**< alerts.overfitting.critical_divergence (0.30) */
 
         chorus_emit_mode_t emit_mode; /**< emit.mode (every) */
         int emit_min_models;          /**< emit.min_models (1) */

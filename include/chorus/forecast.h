@@ -32,6 +32,7 @@ typedef struct chorus_group_view {
         size_t n_publishers;
         const char **publishers;     /**< sorted; models that published in the window */
         chorus_actual_agg_t actuals; /**< the series' window actuals, aggregated (SPEC §5.2) */
+        int overfitting; /**< the latest validation window closed by issued_at is overfitting */
 } chorus_group_view_t;
 
 /**

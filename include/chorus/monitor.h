@@ -4,8 +4,10 @@
  * While a batch's replies are handled, the worker notes each series' records
  * that were applied (or found applied before) and the forecasts it served.
  * Then one chorus_monitor call per series records the served forecasts as
- * `__ensemble__` scores, runs the series' day closes and returns the alerts
- * to produce in the batch's transaction (src/state/lua/75_monitor.lua).
+ * `__ensemble__` scores, runs the series' day closes, settles its closed
+ * validation windows, and returns the alerts and validation windows to
+ * produce in the batch's transaction (src/state/lua/75_monitor.lua,
+ * 55_validation.lua).
  */
 #ifndef CHORUS_MONITOR_H
 #define CHORUS_MONITOR_H
@@ -68,11 +70,24 @@ void chorus_monitor_queue(chorus_monitor_t *m, chorus_state_t *st, const char *b
  */
 chorus_err_t chorus_monitor_reply_check(const redisReply *r, int *fenced);
 
-/** @returns the number of alerts in a checked reply. */
-size_t chorus_monitor_reply_alerts(const redisReply *r);
+/** @returns the number of outputs (alerts and validation windows) in a checked reply. */
+size_t chorus_monitor_reply_outputs(const redisReply *r);
 
-/** @brief Alert @p i of a checked reply into @p out.
+typedef enum chorus_monitor_output {
+        CHORUS_MONITOR_ALERT = 0, /**< an Alert for chorus.alerts */
+        CHORUS_MONITOR_WINDOW,    /**< a ValidationWindow for chorus.validation */
+} chorus_monitor_output_t;
+
+/** @returns the kind of output @p i of a checked reply. */
+chorus_monitor_output_t chorus_monitor_reply_kind(const redisReply *r, size_t i);
+
+/** @brief Output @p i of a checked reply, an alert, into @p out.
  *  @returns CHORUS_OK, or CHORUS_ERR_STATE if it is malformed. */
 chorus_err_t chorus_monitor_reply_alert(const redisReply *r, size_t i, chorus_alert_t *out);
+
+/** @brief Output @p i of a checked reply, a validation window, into @p out.
+ *  @returns CHORUS_OK, or CHORUS_ERR_STATE if it is malformed. */
+chorus_err_t chorus_monitor_reply_window(const redisReply *r, size_t i,
+                                         chorus_validation_window_t *out);
 
 #endif /* CHORUS_MONITOR_H */

@@ -127,4 +127,23 @@ typedef struct chorus_alert {
         char detail_value[CHORUS_ALERT_DETAILS_MAX][CHORUS_ALERT_DETAIL_VALUE_MAX + 1];
 } chorus_alert_t;
 
+/** ValidationWindow (SPEC §3, §6.8). Models in ascending byte order. */
+typedef struct chorus_validation_window {
+        chorus_name_t series;
+        chorus_name_t horizon;
+        char profile[16];     /**< "baseline" or "challenger" */
+        int64_t window_id;    /**< floor(window_start / window length) */
+        int64_t window_start; /**< ms, inclusive */
+        int64_t window_end;   /**< ms, exclusive: the next window's start */
+        double val_rmse, test_rmse, equal_test_rmse;
+        int has_divergence; /**< null when val_rmse = 0 */
+        double divergence;
+        int64_t test_points;
+        int is_overfitting;
+        int model_count;
+        size_t n_models;
+        chorus_name_t models[CHORUS_MAX_MODELS]; /**< models_used, sorted */
+        double weight[CHORUS_MAX_MODELS];        /**< the frozen weights, weight[i] of models[i] */
+} chorus_validation_window_t;
+
 #endif /* CHORUS_RECORD_H */

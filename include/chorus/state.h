@@ -78,6 +78,9 @@ void chorus_state_add_command(chorus_state_t *st, int argc, const char **argv);
 /** @brief The series' base key, "<prefix>:{<series>}". */
 void chorus_state_base_key(const chorus_state_t *st, char *buf, size_t size, const char *series);
 
+/** @returns the functions' validation argument ("-" when monitoring is off). */
+const char *chorus_state_validation(const chorus_state_t *st);
+
 /** @brief Queue chorus_actual for @p a. */
 void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
                              const chorus_source_t *src, int64_t bucket);

@@ -45,18 +45,21 @@
 /* ====================================================================== */
 
 typedef enum fkind {
-        K_NAME,     /* string, a SPEC §1 name (decode validates) */
-        K_TEXT,     /* string, free text: valid UTF-8, no NUL */
-        K_LABEL,    /* string, an internal label (forecast profile, method) */
-        K_TS,       /* long, timestamp in [CHORUS_TS_MIN, CHORUS_TS_MAX) */
-        K_LONG,     /* long */
-        K_DOUBLE,   /* double; decode requires it finite */
-        K_BOOL,     /* boolean <-> int */
-        K_WEIGHTS,  /* forecast: map<double>, keys present[], values weight[] */
-        K_EXPECTED, /* forecast: array<string> from expected[] */
-        K_PRESENT,  /* forecast: array<string> from present[] */
-        K_FALLBACK, /* forecast: ["null","string"] from chorus_fallback_t */
-        K_DETAILS,  /* alert: map<string> from detail_key[], detail_value[] (encode only) */
+        K_NAME,       /* string, a SPEC §1 name (decode validates) */
+        K_TEXT,       /* string, free text: valid UTF-8, no NUL */
+        K_LABEL,      /* string, an internal label (forecast profile, method) */
+        K_TS,         /* long, timestamp in [CHORUS_TS_MIN, CHORUS_TS_MAX) */
+        K_LONG,       /* long */
+        K_DOUBLE,     /* double; decode requires it finite */
+        K_BOOL,       /* boolean <-> int */
+        K_WEIGHTS,    /* forecast: map<double>, keys present[], values weight[] */
+        K_EXPECTED,   /* forecast: array<string> from expected[] */
+        K_PRESENT,    /* forecast: array<string> from present[] */
+        K_FALLBACK,   /* forecast: ["null","string"] from chorus_fallback_t */
+        K_DETAILS,    /* alert: map<string> from detail_key[], detail_value[] (encode only) */
+        K_INT,        /* int <-> int (encode only) */
+        K_VW_MODELS,  /* validation window: array<string> from models[] (encode only) */
+        K_VW_WEIGHTS, /* validation window: map<double>, keys models[], values weight[] */
 } fkind_t;
 
 typedef struct fdesc {
@@ -137,6 +140,24 @@ static const fdesc_t alert_fields[] = {
     {"details", K_DETAILS, 0, 0, 0, 0},
 };
 
+static const fdesc_t validation_fields[] = {
+    REQ(chorus_validation_window_t, series, K_NAME),
+    REQ(chorus_validation_window_t, horizon, K_NAME),
+    REQ(chorus_validation_window_t, profile, K_LABEL),
+    REQ(chorus_validation_window_t, window_id, K_LONG),
+    REQ(chorus_validation_window_t, window_start, K_TS),
+    REQ(chorus_validation_window_t, window_end, K_TS),
+    REQ(chorus_validation_window_t, val_rmse, K_DOUBLE),
+    REQ(chorus_validation_window_t, test_rmse, K_DOUBLE),
+    REQ(chorus_validation_window_t, equal_test_rmse, K_DOUBLE),
+    OPT(chorus_validation_window_t, divergence, has_divergence, K_DOUBLE),
+    REQ(chorus_validation_window_t, test_points, K_LONG),
+    REQ(chorus_validation_window_t, is_overfitting, K_BOOL),
+    REQ(chorus_validation_window_t, model_count, K_INT),
+    {"models_used", K_VW_MODELS, 0, 0, 0, 0},
+    {"weights", K_VW_WEIGHTS, 0, 0, 0, 0},
+};
+
 #define TABLE(t) t, sizeof(t) / sizeof(t[0])
 
 static const struct tdesc {
@@ -159,8 +180,9 @@ static const struct tdesc {
                                 TABLE(forecast_fields), sizeof(chorus_forecast_t), 1},
     [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", TABLE(alert_fields), sizeof(chorus_alert_t), 0},
     [CHORUS_RECORD_REGIME_CHANGE] = {"regime_change.avsc", "RegimeChange", NULL, 0, 0, 0},
-    [CHORUS_RECORD_VALIDATION_WINDOW] = {"validation_window.avsc", "ValidationWindow", NULL, 0, 0,
-                                         0},
+    [CHORUS_RECORD_VALIDATION_WINDOW] = {"validation_window.avsc", "ValidationWindow",
+                                         TABLE(validation_fields),
+                                         sizeof(chorus_validation_window_t), 0},
 };
 
 /* ====================================================================== */
@@ -284,10 +306,14 @@ static int kind_matches(fkind_t k, avro_schema_t s) {
                 return t == AVRO_DOUBLE;
         case K_BOOL:
                 return t == AVRO_BOOLEAN;
+        case K_INT:
+                return t == AVRO_INT32;
         case K_WEIGHTS:
+        case K_VW_WEIGHTS:
                 return t == AVRO_MAP && is_avro_double(deref(avro_schema_map_values(s)));
         case K_EXPECTED:
         case K_PRESENT:
+        case K_VW_MODELS:
                 return t == AVRO_ARRAY && is_avro_string(deref(avro_schema_array_items(s)));
         case K_DETAILS:
                 return t == AVRO_MAP && is_avro_string(deref(avro_schema_map_values(s)));
@@ -1082,30 +1108,31 @@ static chorus_err_t put_names(avro_value_t *arr, const chorus_name_t *names, siz
         return CHORUS_OK;
 }
 
-static chorus_err_t put_weights(avro_value_t *map, const chorus_forecast_t *fc, char *errstr,
-                                size_t errstr_size) {
+/* A map<double> of model -> weight (forecast and validation window weights). */
+static chorus_err_t put_weights(avro_value_t *map, const chorus_name_t *models,
+                                const double *weight, size_t n, char *errstr, size_t errstr_size) {
         avro_value_t e;
         int is_new;
 
-        if (fc->n_present > CHORUS_MAX_MODELS) {
-                chorus_seterr(errstr, errstr_size, "field weights: %zu models exceeds %d",
-                              fc->n_present, CHORUS_MAX_MODELS);
+        if (n > CHORUS_MAX_MODELS) {
+                chorus_seterr(errstr, errstr_size, "field weights: %zu models exceeds %d", n,
+                              CHORUS_MAX_MODELS);
                 return CHORUS_ERR_INVALID_ARG;
         }
-        for (size_t i = 0; i < fc->n_present; i++) {
-                if (strnlen(fc->present[i], sizeof(fc->present[i])) == sizeof(fc->present[i])) {
+        for (size_t i = 0; i < n; i++) {
+                if (strnlen(models[i], sizeof(models[i])) == sizeof(models[i])) {
                         chorus_seterr(errstr, errstr_size,
                                       "field weights: model %zu not NUL-terminated", i);
                         return CHORUS_ERR_INVALID_ARG;
                 }
-                if (avro_value_add(map, fc->present[i], &e, NULL, &is_new))
+                if (avro_value_add(map, models[i], &e, NULL, &is_new))
                         return CHORUS_ERR_NOMEM;
                 if (!is_new) {
                         chorus_seterr(errstr, errstr_size, "field weights: model %s appears twice",
-                                      fc->present[i]);
+                                      models[i]);
                         return CHORUS_ERR_INVALID_ARG;
                 }
-                if (avro_value_set_double(&e, fc->weight[i]))
+                if (avro_value_set_double(&e, weight[i]))
                         return CHORUS_ERR_NOMEM;
         }
         return CHORUS_OK;
@@ -1166,9 +1193,25 @@ static chorus_err_t put_field(const fdesc_t *fd, avro_value_t *v, const unsigned
         case K_BOOL:
                 memcpy(&b, m, sizeof(b));
                 return avro_value_set_boolean(v, b != 0) ? CHORUS_ERR_NOMEM : CHORUS_OK;
-        case K_WEIGHTS:
-                return put_weights(v, (const chorus_forecast_t *)(const void *)rec, errstr,
-                                   errstr_size);
+        case K_INT: {
+                int i;
+                memcpy(&i, m, sizeof(i));
+                return avro_value_set_int(v, i) ? CHORUS_ERR_NOMEM : CHORUS_OK;
+        }
+        case K_WEIGHTS: {
+                const chorus_forecast_t *fc = (const chorus_forecast_t *)(const void *)rec;
+                return put_weights(v, fc->present, fc->weight, fc->n_present, errstr, errstr_size);
+        }
+        case K_VW_WEIGHTS: {
+                const chorus_validation_window_t *w =
+                    (const chorus_validation_window_t *)(const void *)rec;
+                return put_weights(v, w->models, w->weight, w->n_models, errstr, errstr_size);
+        }
+        case K_VW_MODELS: {
+                const chorus_validation_window_t *w =
+                    (const chorus_validation_window_t *)(const void *)rec;
+                return put_names(v, w->models, w->n_models, fd->name, errstr, errstr_size);
+        }
         case K_EXPECTED: {
                 const chorus_forecast_t *fc = (const chorus_forecast_t *)(const void *)rec;
                 return put_names(v, fc->expected, fc->n_expected, fd->name, errstr, errstr_size);
@@ -1238,7 +1281,8 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
                  * overwritten, which lets Avro-C reuse the string buffers
                  * instead of freeing and allocating them per record. */
                 if ((fd->kind == K_WEIGHTS || fd->kind == K_EXPECTED || fd->kind == K_PRESENT ||
-                     fd->kind == K_DETAILS) &&
+                     fd->kind == K_DETAILS || fd->kind == K_VW_MODELS ||
+                     fd->kind == K_VW_WEIGHTS) &&
                     avro_value_reset(&fv))
                         goto avro_fail;
                 if (fd->optional) {

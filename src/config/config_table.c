@@ -367,7 +367,8 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 1,
      .def = "0",
      .desc = "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
-             "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`); 0: forecasts only. Off "
+             "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`), emit the "
+             "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
              "by default while the monitoring issue is in progress."},
     {.name = "alerts.baseline_mape",
      .type = CONF_STRING,
@@ -444,6 +445,14 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 1000000,
      .def = "5",
      .desc = "`PERFORMANCE_DRIFT`: scored targets needed in those days."},
+    {.name = "alerts.overfitting.critical_divergence",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_overfit_critical),
+     .flags = CONF_F_NO_MAX,
+     .min = 0,
+     .def = "0.30",
+     .desc = "`OVERFITTING` (SPEC §6.4) is critical above this divergence."},
 
     {.name = "validation.min_samples",
      .type = CONF_INT,
@@ -478,6 +487,34 @@ const conf_prop_t chorus_conf_props[] = {
      .def = "0.5",
      .desc = "Fraction of the distance from the reference that a shrunk forecast keeps; "
              "1 turns shrinking off."},
+    {.name = "validation.window_days",
+     .type = CONF_INT,
+     .section = CONF_SEC_VALIDATION,
+     G(validation_window_days),
+     .min = 1,
+     .max = 3650,
+     .def = "30",
+     .desc = "Length of the walk-forward validation windows (SPEC §6.8), aligned to the "
+             "epoch; with `alerts.enabled`, `state.retention_days` must be at least this plus "
+             "`window.days` plus 1."},
+    {.name = "validation.min_test_points",
+     .type = CONF_INT,
+     .section = CONF_SEC_VALIDATION,
+     G(validation_min_test_points),
+     .min = 1,
+     .max = 1000000,
+     .def = "15",
+     .desc = "Targets a window needs before it can be judged overfitting."},
+    {.name = "validation.divergence_max",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_VALIDATION,
+     G(validation_divergence_max),
+     .flags = CONF_F_NO_MAX,
+     .min = 0,
+     .def = "0.20",
+     .desc = "A window is overfitting when (test_rmse - val_rmse) / val_rmse is above this, "
+             "test_rmse is above equal_test_rmse and it has enough targets; `OVERFITTING` "
+             "(SPEC §6.4) is then a warning."},
 
     {.name = "emit.mode",
      .type = CONF_ENUM,

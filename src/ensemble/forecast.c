@@ -76,6 +76,7 @@ chorus_err_t chorus_forecast_build(const chorus_config_t *cfg, const chorus_grou
 
         wp.method = cfg->weights_method;
         wp.min_samples = cfg->weights_min_samples;
+        wp.overfitting = g->overfitting; /* SPEC §6.4: equal weights, fallback=overfitting */
         out->fallback = chorus_weights_compute(&wp, stats, g->n_models, out->weight);
         out->raw_value = chorus_weights_combine(out->weight, values, g->n_models);
 

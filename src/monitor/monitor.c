@@ -160,7 +160,7 @@ chorus_monitor_anchor_t chorus_monitor_anchor(const chorus_monitor_t *m, size_t 
         return m->notes[i].anchor;
 }
 
-#define FIXED_ARGS 20 /* FCALL, name, numkeys, base, then the 16 ARGV before the forecasts */
+#define FIXED_ARGS 22 /* FCALL, name, numkeys, base, then the 18 ARGV before the forecasts */
 #define NUM        24
 
 static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note_t *n,
@@ -168,7 +168,7 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         const chorus_config_t *c = m->cfg;
         size_t argc = FIXED_ARGS + 1 + 5 * n->n_served, len = 0, cap = 64;
         const char **argv = malloc(argc * sizeof(*argv));
-        char(*num)[NUM] = malloc((10 + 4 * n->n_served + 1) * sizeof(*num));
+        char(*num)[NUM] = malloc((11 + 4 * n->n_served + 1) * sizeof(*num));
         char base[CHORUS_NAME_MAX + 64], anchor[300], *ranges = malloc(cap);
         size_t k = 0, j = 0;
 
@@ -221,6 +221,9 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         argv[k++] = NUMF("%d", c->alerts_auto_from_days);
         argv[k++] = NUMF("%d", c->alerts_auto_to_days);
         argv[k++] = NUMF("%d", c->alerts_auto_min_days);
+        argv[k++] = chorus_state_validation(st);
+        chorus_format_double(num[j], NUM, c->alerts_overfit_critical);
+        argv[k++] = num[j++];
         argv[k++] = NUMF("%zu", n->n_served);
         for (size_t i = 0; i < n->n_served; i++) {
                 const served_t *s = &n->served[i];
@@ -269,8 +272,17 @@ chorus_err_t chorus_monitor_reply_check(const redisReply *r, int *fenced) {
         return CHORUS_OK;
 }
 
-size_t chorus_monitor_reply_alerts(const redisReply *r) {
+size_t chorus_monitor_reply_outputs(const redisReply *r) {
         return r->elements - 1;
+}
+
+chorus_monitor_output_t chorus_monitor_reply_kind(const redisReply *r, size_t i) {
+        const redisReply *a = r->element[i + 1];
+
+        if (a->elements > 0 && a->element[0]->type == REDIS_REPLY_STRING &&
+            !strcmp(a->element[0]->str, "window"))
+                return CHORUS_MONITOR_WINDOW;
+        return CHORUS_MONITOR_ALERT;
 }
 
 /* Copies string @p e into @p dst of @p cap bytes; -1 if not a string or too long. */
@@ -327,6 +339,41 @@ chorus_err_t chorus_monitor_reply_alert(const redisReply *r, size_t i, chorus_al
         for (size_t k = 0; k < nd; k++)
                 if (copy_str(out->detail_key[k], sizeof(out->detail_key[k]), f[12 + 2 * k]) ||
                     copy_str(out->detail_value[k], sizeof(out->detail_value[k]), f[13 + 2 * k]))
+                        return CHORUS_ERR_STATE;
+        return CHORUS_OK;
+}
+
+chorus_err_t chorus_monitor_reply_window(const redisReply *r, size_t i,
+                                         chorus_validation_window_t *out) {
+        const redisReply *a = r->element[i + 1];
+        redisReply *const *f = a->element;
+        char flag[4];
+        size_t nm;
+
+        memset(out, 0, sizeof(*out));
+        if (a->type != REDIS_REPLY_ARRAY || a->elements < 13 || (a->elements - 13) % 2)
+                return CHORUS_ERR_STATE;
+        nm = (a->elements - 13) / 2;
+        if (nm > CHORUS_MAX_MODELS || copy_str(out->series, sizeof(out->series), f[1]) ||
+            copy_str(out->horizon, sizeof(out->horizon), f[2]) ||
+            copy_str(out->profile, sizeof(out->profile), f[3]) ||
+            parse_num(f[4], NULL, &out->window_id) || parse_num(f[5], NULL, &out->window_start) ||
+            parse_num(f[6], NULL, &out->window_end) || parse_num(f[7], &out->val_rmse, NULL) ||
+            parse_num(f[8], &out->test_rmse, NULL) ||
+            parse_num(f[9], &out->equal_test_rmse, NULL) ||
+            parse_num(f[11], NULL, &out->test_points) || copy_str(flag, sizeof(flag), f[12]))
+                return CHORUS_ERR_STATE;
+        if (f[10]->type == REDIS_REPLY_STRING && f[10]->len > 0) {
+                if (parse_num(f[10], &out->divergence, NULL))
+                        return CHORUS_ERR_STATE;
+                out->has_divergence = 1;
+        }
+        out->is_overfitting = !strcmp(flag, "1");
+        out->n_models = nm;
+        out->model_count = (int)nm;
+        for (size_t k = 0; k < nm; k++)
+                if (copy_str(out->models[k], sizeof(out->models[k]), f[13 + 2 * k]) ||
+                    parse_num(f[14 + 2 * k], &out->weight[k], NULL))
                         return CHORUS_ERR_STATE;
         return CHORUS_OK;
 }

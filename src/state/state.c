@@ -47,6 +47,7 @@ struct chorus_state_s {
         size_t n_replies, replies_cap;
 
         char window_ms[24], retention_ms[24];
+        char validation[96]; /* the functions' validation argument, "-" when off */
 
         /* CLIENT ID and local address of the last connection, so that a
          * reconnect can fence exactly that one (ids restart with Redis, so the
@@ -201,6 +202,35 @@ fail:
         return err;
 }
 
+/*
+ * The validation argument of the functions (src/state/lua/55_validation.lua):
+ * "L,window,method,min_samples,min_test_points,divergence_max", or "-" when
+ * monitoring is off (no windows are closed, no forecast falls back).
+ */
+static void format_validation(const chorus_config_t *cfg, char *out, size_t cap) {
+        static const char *const methods[] = {
+            [CHORUS_WEIGHTS_EXP_INV_MAPE] = "exp_inv_mape",
+            [CHORUS_WEIGHTS_EQUAL] = "equal",
+            [CHORUS_WEIGHTS_INV_MAPE] = "inv_mape",
+            [CHORUS_WEIGHTS_INV_MSE] = "inv_mse",
+        };
+        char div[32];
+
+        if (!cfg->alerts_enabled) {
+                snprintf(out, cap, "-");
+                return;
+        }
+        chorus_format_double(div, sizeof(div), cfg->validation_divergence_max);
+        snprintf(out, cap, "%lld,%lld,%s,%d,%d,%s",
+                 (long long)cfg->validation_window_days * 86400000LL,
+                 (long long)cfg->window_days * 86400000LL, methods[cfg->weights_method],
+                 cfg->weights_min_samples, cfg->validation_min_test_points, div);
+}
+
+const char *chorus_state_validation(const chorus_state_t *st) {
+        return st->validation;
+}
+
 chorus_state_t *chorus_state_new(const chorus_config_t *cfg, char *errstr, size_t errstr_size) {
         chorus_state_t *st = calloc(1, sizeof(*st));
 
@@ -213,6 +243,7 @@ chorus_state_t *chorus_state_new(const chorus_config_t *cfg, char *errstr, size_
                  (long long)cfg->window_days * 86400000LL);
         snprintf(st->retention_ms, sizeof(st->retention_ms), "%lld",
                  (long long)cfg->retention_days * 86400000LL);
+        format_validation(cfg, st->validation, sizeof(st->validation));
         if (chorus_state_reconnect(st, errstr, errstr_size)) {
                 chorus_state_destroy(st);
                 return NULL;
@@ -369,8 +400,9 @@ void chorus_state_base_key(const chorus_state_t *st, char *buf, size_t size, con
 void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
                              const chorus_source_t *src, int64_t bucket) {
         char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32], ep[24];
-        const char *argv[] = {"FCALL", "chorus_actual",  "1",           base, wm, off, b, obs,
-                              val,     st->retention_ms, st->window_ms, ep};
+        const char *argv[] = {
+            "FCALL",          "chorus_actual", "1", base,          wm, off, b, obs, val,
+            st->retention_ms, st->window_ms,   ep,  st->validation};
 
         base_key(st, base, sizeof(base), a->series);
         snprintf(wm, sizeof(wm), "%s|%d", src->topic, (int)src->partition);
@@ -406,7 +438,8 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
                               st->retention_ms,
                               want_expected ? "1" : "0",
                               ep,
-                              src->committed_batches};
+                              src->committed_batches,
+                              st->validation};
 
         base_key(st, base, sizeof(base), p->series);
         snprintf(wm, sizeof(wm), "%s|%d", src->topic, (int)src->partition);
@@ -736,9 +769,12 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         const redisReply *models, *scores, *publishers;
         size_t n_models;
 
-        /* {'applied' | 'reemit', revision, asof, models, scores, actuals, expected} */
+        /* {'applied' | 'reemit', revision, asof, models, scores, actuals, expected,
+         *  overfitting}; a snapshot from a library before validation windows
+         *  has no overfitting flag. */
         chorus_apply_status_t status = chorus_state_reply_status(r);
-        if ((status != CHORUS_APPLY_APPLIED && status != CHORUS_APPLY_REEMIT) || r->elements != 7)
+        if ((status != CHORUS_APPLY_APPLIED && status != CHORUS_APPLY_REEMIT) ||
+            (r->elements != 7 && r->elements != 8))
                 return CHORUS_ERR_STATE;
         models = r->element[3];
         scores = r->element[4];
@@ -785,6 +821,13 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         qsort(s->publishers, publishers->elements, sizeof(*s->publishers), cmp_str);
         view->publishers = s->publishers;
         view->n_publishers = publishers->elements;
+        if (r->elements == 8) {
+                const redisReply *o = r->element[7];
+                if (o->type != REDIS_REPLY_STRING || o->len != 1 ||
+                    (o->str[0] != '0' && o->str[0] != '1'))
+                        return CHORUS_ERR_STATE;
+                view->overfitting = o->str[0] == '1';
+        }
         return CHORUS_OK;
 }
 

@@ -1679,37 +1679,74 @@ static void add_release_at(chorus_worker_t *w, const chorus_monitor_anchor_t *a)
         add_release(w, &e);
 }
 
-/* Produces the alerts of one chorus_monitor reply. */
-static chorus_err_t produce_alerts(chorus_worker_t *w, const redisReply *r, const char *series,
-                                   chorus_alert_t *alert) {
-        const chorus_topic_conf_t *t = &w->cfg->topics[CHORUS_TOPIC_ALERTS];
-        size_t n = chorus_monitor_reply_alerts(r);
+/* Encodes @p rec of @p type and produces it to @p role's topic under @p key. */
+static chorus_err_t produce_monitor_record(chorus_worker_t *w, chorus_topic_role_t role,
+                                           chorus_record_type_t type, const void *rec,
+                                           const char *key) {
+        const chorus_topic_conf_t *t = &w->cfg->topics[role];
         char errstr[256];
         chorus_err_t err;
 
+        chorus_buf_reset(&w->out);
+        if ((err = chorus_codec_encode(w->codec, type, t->framing, t->schema_id, rec, &w->out,
+                                       errstr, sizeof(errstr)))) {
+                chorus_log_error("monitor", "msg=\"encode failed\" type=%s err=\"%s\"",
+                                 chorus_record_type_name(type), errstr);
+                return err;
+        }
+        if ((err = produce(w, t->name, key, strlen(key), w->out.data, w->out.len, NULL)))
+                return err;
+        w->stats.records_out[role]++;
+        chorus_telemetry_record_out(w->tm, t->name);
+        return CHORUS_OK;
+}
+
+/* Scratch records of the monitor phase: too large for the stack. */
+typedef struct monitor_out {
+        chorus_alert_t alert;
+        chorus_validation_window_t window;
+        char key[2 * CHORUS_NAME_MAX + 2];
+} monitor_out_t;
+
+/* Produces the alerts and validation windows of one chorus_monitor reply. */
+static chorus_err_t produce_monitor_outputs(chorus_worker_t *w, const redisReply *r,
+                                            const char *series, monitor_out_t *o) {
+        size_t n = chorus_monitor_reply_outputs(r);
+        chorus_err_t err;
+
         for (size_t k = 0; k < n; k++) {
-                if ((err = chorus_monitor_reply_alert(r, k, alert))) {
-                        chorus_log_error("monitor", "msg=\"malformed alert\" series=%s", series);
-                        return err;
+                if (chorus_monitor_reply_kind(r, k) == CHORUS_MONITOR_WINDOW) {
+                        chorus_validation_window_t *vw = &o->window;
+
+                        if ((err = chorus_monitor_reply_window(r, k, vw))) {
+                                chorus_log_error("monitor", "msg=\"malformed window\" series=%s",
+                                                 series);
+                                return err;
+                        }
+                        snprintf(o->key, sizeof(o->key), "%s|%s", vw->series, vw->horizon);
+                        chorus_log_info("monitor",
+                                        "msg=\"validation window\" series=%s horizon=%s "
+                                        "window_id=%" PRId64 " overfitting=%d",
+                                        vw->series, vw->horizon, vw->window_id, vw->is_overfitting);
+                        if ((err = produce_monitor_record(w, CHORUS_TOPIC_VALIDATION,
+                                                          CHORUS_RECORD_VALIDATION_WINDOW, vw,
+                                                          o->key)))
+                                return err;
+                        continue;
                 }
-                chorus_buf_reset(&w->out);
-                if ((err = chorus_codec_encode(w->codec, CHORUS_RECORD_ALERT, t->framing,
-                                               t->schema_id, alert, &w->out, errstr,
-                                               sizeof(errstr)))) {
-                        chorus_log_error("monitor", "msg=\"encode failed\" err=\"%s\"", errstr);
+                if ((err = chorus_monitor_reply_alert(r, k, &o->alert))) {
+                        chorus_log_error("monitor", "msg=\"malformed alert\" series=%s", series);
                         return err;
                 }
                 chorus_log_info("monitor",
                                 "msg=\"alert\" fingerprint=%s state=%s severity=%s "
                                 "event_time=%" PRId64,
-                                alert->fingerprint, alert->state, alert->severity,
-                                alert->event_time);
-                if ((err = produce(w, t->name, alert->fingerprint, strlen(alert->fingerprint),
-                                   w->out.data, w->out.len, NULL)))
+                                o->alert.fingerprint, o->alert.state, o->alert.severity,
+                                o->alert.event_time);
+                if ((err = produce_monitor_record(w, CHORUS_TOPIC_ALERTS, CHORUS_RECORD_ALERT,
+                                                  &o->alert, o->alert.fingerprint)))
                         return err;
-                w->stats.records_out[CHORUS_TOPIC_ALERTS]++;
-                chorus_telemetry_record_out(w->tm, t->name);
-                chorus_telemetry_alert(w->tm, alert->type, alert->state, alert->severity);
+                chorus_telemetry_alert(w->tm, o->alert.type, o->alert.state, o->alert.severity);
         }
         return CHORUS_OK;
 }
@@ -1717,11 +1754,12 @@ static chorus_err_t produce_alerts(chorus_worker_t *w, const redisReply *r, cons
 /* The batch's second round trip (alerts.enabled): one chorus_monitor call
  * per series, after its forecasts are produced and before the commit. It
  * records the served forecasts as ensemble scores, runs the series' day
- * closes and returns alerts, which go out in this batch's transaction; an
- * abort re-reads the batch, and the next attempt finds them again. */
+ * closes and validation windows, and returns alerts and windows, which go
+ * out in this batch's transaction; an abort re-reads the batch, and the next
+ * attempt finds them again. */
 static chorus_err_t monitor_phase(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         size_t n = w->monitor ? chorus_monitor_n_series(w->monitor) : 0;
-        chorus_alert_t *alert;
+        monitor_out_t *out;
         chorus_err_t err = CHORUS_OK;
 
         if (!n || w->fenced)
@@ -1730,7 +1768,7 @@ static chorus_err_t monitor_phase(chorus_worker_t *w, volatile sig_atomic_t *sto
         chorus_monitor_queue(w->monitor, w->state, w->batch_id, monitor_source, w);
         if ((err = exec_state_calls(w, stop)))
                 return err;
-        if (!(alert = malloc(sizeof(*alert))))
+        if (!(out = malloc(sizeof(*out))))
                 return CHORUS_ERR_KAFKA;
         for (size_t i = 0; i < n && !err; i++) {
                 const redisReply *r = chorus_state_batch_reply(w->state, i);
@@ -1746,15 +1784,15 @@ static chorus_err_t monitor_phase(chorus_worker_t *w, volatile sig_atomic_t *sto
                                          "partition=%d offset=%" PRId64,
                                          anchor.topic, (int)anchor.partition, anchor.offset);
                         w->fenced = 1;
-                } else if (chorus_monitor_reply_alerts(r) &&
-                           !(err = produce_alerts(w, r, anchor.series, alert))) {
-                        /* Its alerts wait at the anchor until the commit releases them. */
+                } else if (chorus_monitor_reply_outputs(r) &&
+                           !(err = produce_monitor_outputs(w, r, anchor.series, out))) {
+                        /* Its outputs wait at the anchor until the commit releases them. */
                         add_release_at(w, &anchor);
                 }
                 if (w->fenced)
                         break;
         }
-        free(alert);
+        free(out);
         if (w->fenced)
                 return CHORUS_ERR_STATE;
         /* Anything else aborts the transaction and re-reads the batch. */

@@ -692,7 +692,7 @@ Test(state_aggregates, arrival_order_does_not_change_replies) {
                         snprintf(wm, sizeof(wm), "probe|%d", k);
                         r = fcall_prediction(&run, k % NH, "zz-probe", kk,
                                              T0 + kk * RES - 5 * HOUR - k, 100.0 + k, wm);
-                        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 7);
+                        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 8);
                         /* The revision counts the group's applied changes,
                          * which depends on how many arrived stale: skip it. */
                         r->element[1]->type = REDIS_REPLY_NIL;

@@ -450,3 +450,105 @@ def expected_forecasts(cfg: Config, predictions: list[Prediction], actuals: list
         if f is not None:
             out.append(f)
     return out
+
+
+# ------------------------------------------------ §6.8 validation windows --
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """The settings of SPEC §6.8, with SPEC defaults."""
+
+    window_days: int = 30
+    min_test_points: int = 15
+    divergence_max: float = 0.20
+
+
+def _window_closes(actuals: list[Actual], length_ms: int) -> list[tuple[int, int]]:
+    """(window id, close instant) per window, in stream order: a window
+    closes as of the observed_at of the first actual that passes its end."""
+    closes, newest = [], None
+    for a in actuals:
+        if newest is not None and a.observed_at > newest:
+            for k in range(newest // length_ms, a.observed_at // length_ms):
+                closes.append((k, a.observed_at))
+        if newest is None or a.observed_at > newest:
+            newest = a.observed_at
+    return closes
+
+
+def validation_windows(cfg: Config, vcfg: ValidationConfig, series: str, horizon: str, predictions: list[Prediction], actuals: list[Actual]) -> list[dict]:
+    """SPEC §6.8: the ValidationWindow records of (series, horizon), in order.
+
+    Decisions where SPEC.md leaves room (the same as docs/alerts.md):
+      * the in-sample period is the `window.days` before the window start;
+      * equal_test_rmse is the plain mean of the errors of the models the
+        frozen weights use (renormalised over those present at a target);
+      * errors use each bucket's actual as of the close and the current
+        predictions issued at or before it.
+    """
+    length = vcfg.window_days * DAY_MS
+    series_actuals = [a for a in actuals if a.series == series]
+    model = SeriesModel(cfg, series, actuals)
+    for p in predictions:
+        if p.series == series:
+            model.apply(p)
+    models = bytewise_sorted({m for (h, m, _b) in model.current if h == horizon})
+    out = []
+    for k, close in _window_closes(series_actuals, length):
+        start, end = k * length, (k + 1) * length
+        at_start = model.actuals_asof(start)
+        raw = {}
+        for m in models:
+            st = window_stats(model.model_points(horizon, m, start, at_start))
+            if cfg.method == "equal":
+                if st.n_se > 0:
+                    raw[m] = 1.0
+            elif sample_count(cfg.method, st) >= cfg.weights_min_samples:
+                raw[m] = unnormalised_weight(cfg.method, st)
+        if not raw:
+            continue
+        total = math.fsum(raw.values())
+        w = {m: raw[m] / total for m in raw}
+        at_close = model.actuals_asof(close)
+        val, test, equal = [], [], []
+        for b in sorted(b for b in at_close if start - cfg.window_ms <= b < end):
+            errs = {}
+            for m in w:
+                win = model.current.get((horizon, m, b))
+                if win is not None and win.record.issued_at <= close:
+                    errs[m] = win.record.value - at_close[b]
+            if not errs:
+                continue
+            combo = math.fsum(w[m] * errs[m] for m in errs) / math.fsum(w[m] for m in errs)
+            if b < start:
+                val.append(combo)
+            else:
+                test.append(combo)
+                equal.append(math.fsum(errs.values()) / len(errs))
+        if not test:
+            continue
+        rmse = lambda xs: math.sqrt(math.fsum(x * x for x in xs) / len(xs)) if xs else 0.0  # noqa: E731
+        v, t, e = rmse(val), rmse(test), rmse(equal)
+        div = (t - v) / v if v > 0 else None
+        out.append(
+            {
+                "series": series,
+                "horizon": horizon,
+                "profile": "baseline",
+                "window_id": k,
+                "window_start": start,
+                "window_end": end,
+                "val_rmse": v,
+                "test_rmse": t,
+                "equal_test_rmse": e,
+                "divergence": div,
+                "test_points": len(test),
+                "is_overfitting": div is not None and div > vcfg.divergence_max and t > e and len(test) >= vcfg.min_test_points,
+                "model_count": len(w),
+                "models_used": sorted(w),
+                "weights": w,
+                "_close": close,
+            }
+        )
+    return out

@@ -49,13 +49,30 @@ local DAY_MS = 86400000
 -- trimming waits until the series has both: with one kind alone, the other
 -- may still be unread in another partition and need everything (a replay
 -- that reads the actuals' partition first).
-local function trim(base, retention, W, wm)
+--
+-- `v` is the validation config (55_validation.lua) or nil: the cut also
+-- stays at or before the data of the earliest window not settled yet (its
+-- in-sample period starts W before it), so that a gap in the data between a
+-- window's end and the actual that closes it cannot trim what its verdict
+-- reads.
+local function trim(base, retention, W, wm, v)
     if not wm.aw or not wm.pw then
         return
     end
     local cut = math.floor((math.min(wm.aw, wm.pw) - retention) / DAY_MS) * DAY_MS -- buckets < cut go
     if wm.tc and cut <= wm.tc then
         return
+    end
+    if v then
+        local settled = tonumber(redis.call('GET', base .. ':vsettled'))
+        local open = redis.call('ZRANGEBYSCORE', base .. ':vclose',
+                                settled and '(' .. settled or '-inf', '+inf', 'LIMIT', 0, 1)
+        local k = #open > 0 and tonumber(string.match(open[1], '^([^|]*)'))
+            or math.floor(wm.aw / v.L)
+        cut = math.min(cut, math.floor((k * v.L - v.W) / DAY_MS) * DAY_MS)
+        if wm.tc and cut <= wm.tc then
+            return
+        end
     end
     wm.tc = cut
     redis.call('SET', base .. ':tc', cut)

@@ -5,7 +5,7 @@
 --
 -- chorus_actual KEYS[1]=base
 --   ARGV: wm_field, offset, bucket, observed_at, value, retention_ms, window_ms,
---         epoch
+--         epoch, validation (see validation_config)
 -- Reply: {status, actual_watermark} with status one of applied, duplicate,
 -- stale; {'replayed'} or {'fenced'} (see admit).
 --
@@ -29,7 +29,9 @@ local function actual(keys, args)
     local cur_obs, cur_value = winning_actual(base, bucket)
     advance_watermark(base, wm_field, offset)
 
+    local v = validation_config(args[9])
     if observed_at > newest then
+        validation_note_close(base, wm.aw, observed_at, v)
         newest = observed_at
         wm.aw = newest
         redis.call('SET', base .. ':aw', args[4])
@@ -61,6 +63,7 @@ local function actual(keys, args)
             put_score(base, hm, bucket, args[4], f[2], value, window)
         end
     end
-    trim(base, retention, window, wm)
+    validation_settle(base, wm, v)
+    trim(base, retention, window, wm, v)
     return {'applied', newest}
 end

@@ -6,7 +6,7 @@
 -- chorus_prediction KEYS[1]=base
 --   ARGV: wm_field, offset, batch_id, force, horizon, model, bucket,
 --         issued_at, value, record, window_ms, retention_ms, want_expected,
---         epoch, committed_batches
+--         epoch, committed_batches, validation (see validation_config)
 --   `committed_batches` lists, comma-separated, the batches whose
 --   transactions committed this input partition's offsets and whose records
 --   may still be read again (the worker reads them back from the offsets'
@@ -22,7 +22,8 @@
 --    {n, last_bucket, last_value, {Σv}, {Σv²}, n_d, {Σd}, {Σd²},
 --     {spacing, count, ...}} (each {sum} the canonical components of an
 --     exact sum, largest first, or {+inf}; every double 8 little-endian bytes),
---    {expected model, ...}}
+--    {expected model, ...}, overfitting ('1' when the latest validation
+--    window of (series, horizon) closed by asof is overfitting, else '0')}
 --   Models and expected models are sorted; every aggregate is as of asof.
 --
 local function prediction(keys, args)
@@ -147,11 +148,15 @@ local function prediction(keys, args)
     if want_expected then
         expected = window_publishers(base, horizon, asof, window)
     end
+    -- Windows closed by now are settled before the forecast asks (asof <= pw).
+    local v = validation_config(args[16])
+    validation_settle(base, wm, v)
     local reply = {'applied', revision, asof, models, stats,
-                   actual_stats(base, asof, window, true, shadow), expected}
+                   actual_stats(base, asof, window, true, shadow), expected,
+                   overfitting_as_of(base, horizon, asof, v) and '1' or '0'}
     -- The offset prefix keeps members unique even if two replies are equal.
     redis.call('ZADD', snap_key, offset, offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(reply))
-    trim(base, retention, window, wm)
+    trim(base, retention, window, wm, v)
     return reply
 end
 

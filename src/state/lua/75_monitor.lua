@@ -16,9 +16,8 @@
 --  * Day closes (SPEC §1): day D closes once, when that watermark reaches
 --    the start of D + 1; it decides from the forecasts issued and the actual
 --    versions observed before then. base:mclosed is the last day closed.
---  * Alert state: base:alert:<fingerprint> {state, severity, since}; a rule
---    reports whether its condition holds, and alert_transition emits
---    firing / firing with a new severity / resolved, nothing else.
+--  * Alert state and transitions: 15_alerts.lua. Validation windows are
+--    settled and emitted here too (55_validation.lua).
 --  * Outputs are exactly once like forecasts: the alerts a call emits are
 --    kept in base:osnap:<topic>|<partition> at the offset of the batch's
 --    last record of the series (the anchor), tagged with the batch, until
@@ -27,27 +26,8 @@
 
 local MONITOR_MAX_DAYS = 3660 -- days closed per call: a bound, not a limit in practice
 
-local function fmt(x)
-    return string.format('%.17g', x)
-end
-
 local function day_of(t)
     return math.floor(t / DAY_MS)
-end
-
-local function day_string(d)
-    -- Civil date of a day number (days since 1970-01-01), proleptic Gregorian.
-    local z = d + 719468
-    local era = math.floor(z / 146097)
-    local doe = z - era * 146097
-    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-        - math.floor(doe / 146096)) / 365)
-    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-    local mp = math.floor((5 * doy + 2) / 153)
-    local day = doy - math.floor((153 * mp + 2) / 5) + 1
-    local month = mp < 10 and mp + 3 or mp - 9
-    local year = yoe + era * 400 + (month <= 2 and 1 or 0)
-    return string.format('%04d-%02d-%02d', year, month, day)
 end
 
 local function actual_as_of(base, b, I)
@@ -121,41 +101,6 @@ local function baseline_for(base, h, d, cfg)
     return (v[k / 2] + v[k / 2 + 1]) / 2
 end
 
--- The lifecycle of one alert. `a` is the evaluation: holds (boolean) and,
--- for the record, type, severity, series, horizon, model, indicator, value,
--- threshold, event_time, message, details ({k, v, k, v, ...}). Returns the
--- Alert record to emit, or nil.
-local function alert_transition(base, a)
-    local fp = a.type .. '|' .. (a.series or '') .. '|' .. (a.horizon or '') .. '|'
-        .. (a.model or '') .. '|' .. (a.indicator or '')
-    local key = base .. ':alert:' .. fp
-    local cur = redis.call('HMGET', key, 'state', 'severity')
-    local firing = cur[1] == 'firing'
-    local state
-    if a.holds then
-        if firing and cur[2] == a.severity then
-            return nil
-        end
-        state = 'firing'
-        redis.call('HSET', key, 'state', 'firing', 'severity', a.severity, 'since',
-                   firing and redis.call('HGET', key, 'since') or a.event_time)
-    else
-        if not firing then
-            return nil
-        end
-        state = 'resolved'
-        a.severity = cur[2]
-        redis.call('HSET', key, 'state', 'resolved')
-    end
-    local rec = {fp, a.type, a.severity, state, a.series or '', a.horizon or '', a.model or '',
-                 a.indicator or '', fmt(a.value), fmt(a.threshold), tostring(a.event_time),
-                 a.message}
-    for i = 1, #a.details do
-        rec[#rec + 1] = a.details[i]
-    end
-    return rec
-end
-
 -- MAPE_DEGRADATION (6.1) and PERFORMANCE_DRIFT (6.2) at the close of day d.
 local function close_day(base, series, h, d, cfg, out)
     local day_end = (d + 1) * DAY_MS -- exclusive: the close sees event times < day_end
@@ -218,13 +163,17 @@ end
 --   ARGV: series, anchor_field, anchor_offset, batch_id, epoch, committed_batches,
 --         ranges ("<field>:<lo>:<hi>;..."), baseline ("auto" or a number),
 --         mape_pp, mape_days, drift_pp, drift_days, drift_min, auto_from, auto_to,
---         auto_min, n, then n × (horizon, bucket, issued_at, revision, value)
+--         auto_min, validation (see validation_config), overfitting critical
+--         divergence, n, then n × (horizon, bucket, issued_at, revision, value)
 -- `ranges` are the offsets of this batch's records of the series, per input
 -- partition (held ones excluded: they were never applied); `anchor` is one
 -- of them, where this call's alerts wait for the release.
--- Reply: {'fenced'} or {'ok', alert...}, each alert {fingerprint, type,
--- severity, state, series, horizon, model, indicator, value, threshold,
--- event_time, message, key, value, ...} (empty strings for absent parts).
+-- Reply: {'fenced'} or {'ok', output...}; an output is an alert
+-- {fingerprint, type, severity, state, series, horizon, model, indicator,
+-- value, threshold, event_time, message, key, value, ...} (empty strings for
+-- absent parts) or a validation window {'window', series, horizon, profile,
+-- window_id, start, end, val_rmse, test_rmse, equal_test_rmse, divergence
+-- (empty: null), test_points, is_overfitting (1/0), model, weight, ...}.
 --
 local function monitor(keys, args)
     local base = keys[1]
@@ -236,7 +185,9 @@ local function monitor(keys, args)
                  drift_pp = tonumber(args[11]), drift_days = tonumber(args[12]),
                  drift_min = tonumber(args[13]), auto_from = tonumber(args[14]),
                  auto_to = tonumber(args[15]), auto_min = tonumber(args[16])}
-    local n = tonumber(args[17])
+    local v = validation_config(args[17])
+    local critical = tonumber(args[18])
+    local n = tonumber(args[19])
 
     -- Fencing, as in admit(), without moving any watermark.
     local seen = tonumber(redis.call('HGET', base .. ':wm', 'e|' .. anchor_field))
@@ -265,8 +216,8 @@ local function monitor(keys, args)
     -- The served forecasts, then the ensemble watermark.
     local ew = tonumber(redis.call('GET', base .. ':ew'))
     for i = 0, n - 1 do
-        local h, bucket, issued, rev, value = args[18 + 5 * i], args[19 + 5 * i],
-            args[20 + 5 * i], args[21 + 5 * i], args[22 + 5 * i]
+        local h, bucket, issued, rev, value = args[20 + 5 * i], args[21 + 5 * i],
+            args[22 + 5 * i], args[23 + 5 * i], args[24 + 5 * i]
         redis.call('ZADD', base .. ':ens:' .. h, bucket,
                    bucket .. '|' .. issued .. '|' .. rev .. '|' .. value)
         redis.call('SADD', base .. ':ensh', h)
@@ -306,6 +257,10 @@ local function monitor(keys, args)
             end
             redis.call('SET', base .. ':mclosed', upto)
         end
+    end
+    if v then
+        validation_settle(base, watermarks(base), v)
+        validation_emit(base, series, v, critical, new)
     end
     if #new > 0 then
         local key = base .. ':osnap:' .. anchor_field
