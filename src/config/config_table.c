@@ -366,10 +366,12 @@ const conf_prop_t chorus_conf_props[] = {
      .min = 0,
      .max = 1,
      .def = "0",
-     .desc = "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
-             "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`), emit the "
-             "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
-             "by default while the monitoring issue is in progress."},
+     .desc =
+         "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
+         "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`, `DATA_MISSING`), "
+         "emit the "
+         "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
+         "by default while the monitoring issue is in progress."},
     {.name = "alerts.baseline_mape",
      .type = CONF_STRING,
      .section = CONF_SEC_ALERTS,
@@ -445,6 +447,15 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 1000000,
      .def = "5",
      .desc = "`PERFORMANCE_DRIFT`: scored targets needed in those days."},
+    {.name = "alerts.data_missing.pct",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_missing_pct),
+     .min = 0,
+     .max = 100,
+     .def = "5",
+     .desc = "`DATA_MISSING` (SPEC §6.7): percent of the expected (model, group) predictions "
+             "absent from a day's groups that have an actual, above which it fires."},
     {.name = "alerts.overfitting.critical_divergence",
      .type = CONF_DOUBLE,
      .section = CONF_SEC_ALERTS,

@@ -35,15 +35,63 @@ typedef struct series_note {
 
 struct chorus_monitor {
         const chorus_config_t *cfg;
+        char *models_spec;          /* the configured model lists, for DATA_MISSING */
         chorus_series_map_t *index; /* series -> position in notes, plus 1 */
         series_note_t *notes;
         size_t n_notes, notes_cap;
 };
 
+/* Appends "<horizon>=<model>,...;" to *buf (of *len bytes used, *cap allocated). */
+static int spec_append(char **buf, size_t *len, size_t *cap, const char *horizon,
+                       const chorus_name_t *models, size_t n) {
+        size_t need = strlen(horizon) + 2 + n * (CHORUS_NAME_MAX + 1) + 1;
+
+        if (*len + need > *cap) {
+                size_t c = 2 * (*len + need);
+                char *p = realloc(*buf, c);
+                if (!p)
+                        return -1;
+                *buf = p;
+                *cap = c;
+        }
+        *len += (size_t)snprintf(*buf + *len, *cap - *len, "%s=", horizon);
+        for (size_t i = 0; i < n; i++)
+                *len += (size_t)snprintf(*buf + *len, *cap - *len, "%s%s", i ? "," : "", models[i]);
+        *len += (size_t)snprintf(*buf + *len, *cap - *len, ";");
+        return 0;
+}
+
+/* "<horizon>=<model>,...;" per horizon with its own list, and "*=..." for
+ * the list of every other horizon: the expected models of DATA_MISSING. */
+static char *models_spec_new(const chorus_config_t *cfg) {
+        size_t len = 0, cap = 64;
+        char *buf = malloc(cap);
+
+        if (!buf)
+                return NULL;
+        buf[0] = '\0';
+        for (size_t i = 0; i < cfg->n_horizon_confs; i++) {
+                const chorus_horizon_conf_t *h = &cfg->horizon_confs[i];
+                if (h->n_models && spec_append(&buf, &len, &cap, h->name,
+                                               (const chorus_name_t *)h->models, h->n_models))
+                        goto fail;
+        }
+        if (cfg->n_models &&
+            spec_append(&buf, &len, &cap, "*", (const chorus_name_t *)cfg->models, cfg->n_models))
+                goto fail;
+        return buf;
+fail:
+        free(buf);
+        return NULL;
+}
+
 chorus_monitor_t *chorus_monitor_new(const chorus_config_t *cfg) {
         chorus_monitor_t *m = calloc(1, sizeof(*m));
 
-        if (!m || !(m->index = chorus_series_map_new())) {
+        if (!m || !(m->index = chorus_series_map_new()) ||
+            !(m->models_spec = models_spec_new(cfg))) {
+                if (m)
+                        chorus_series_map_destroy(m->index);
                 free(m);
                 return NULL;
         }
@@ -66,6 +114,7 @@ void chorus_monitor_destroy(chorus_monitor_t *m) {
         chorus_monitor_reset(m);
         free(m->notes);
         chorus_series_map_destroy(m->index);
+        free(m->models_spec);
         free(m);
 }
 
@@ -160,7 +209,7 @@ chorus_monitor_anchor_t chorus_monitor_anchor(const chorus_monitor_t *m, size_t 
         return m->notes[i].anchor;
 }
 
-#define FIXED_ARGS 22 /* FCALL, name, numkeys, base, then the 18 ARGV before the forecasts */
+#define FIXED_ARGS 24 /* FCALL, name, numkeys, base, then the 20 ARGV before the forecasts */
 #define NUM        24
 
 static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note_t *n,
@@ -168,7 +217,7 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         const chorus_config_t *c = m->cfg;
         size_t argc = FIXED_ARGS + 1 + 5 * n->n_served, len = 0, cap = 64;
         const char **argv = malloc(argc * sizeof(*argv));
-        char(*num)[NUM] = malloc((11 + 4 * n->n_served + 1) * sizeof(*num));
+        char(*num)[NUM] = malloc((12 + 4 * n->n_served + 1) * sizeof(*num));
         char base[CHORUS_NAME_MAX + 64], anchor[300], *ranges = malloc(cap);
         size_t k = 0, j = 0;
 
@@ -224,6 +273,9 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         argv[k++] = chorus_state_validation(st);
         chorus_format_double(num[j], NUM, c->alerts_overfit_critical);
         argv[k++] = num[j++];
+        chorus_format_double(num[j], NUM, c->alerts_missing_pct);
+        argv[k++] = num[j++];
+        argv[k++] = m->models_spec;
         argv[k++] = NUMF("%zu", n->n_served);
         for (size_t i = 0; i < n->n_served; i++) {
                 const served_t *s = &n->served[i];

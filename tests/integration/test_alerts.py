@@ -83,3 +83,56 @@ def test_alerts_are_the_same_with_three_partitions_and_two_workers(
     many = run(kafka, avro, topic_factory, chorus, chorus_config, test_id, 3, 2, "p3")
     assert [(m.key(), m.value()) for m in one] == [(m.key(), m.value()) for m in many]
     assert len(one) == 2
+
+
+# DATA_MISSING (SPEC §6.7): four models publish for every next day; on some
+# target days some of them do not. With the threshold at 25 % (exact), one
+# model of four missing is on it (does not fire), two are above it.
+MISSING = {5: ("d",), 6: ("c", "d"), 7: ("c", "d")}
+MISSING_LAST_DAY = 10
+
+
+def missing_data(series: str = "ZL"):
+    preds, acts = [], []
+    for d in range(0, MISSING_LAST_DAY + 1):
+        acts.append(Actual(series, day(d) + 21 * HOUR_MS, ACTUAL))
+        target = d + 1
+        for model in ("a", "b", "c", "d"):
+            if model not in MISSING.get(target, ()):
+                preds.append(Prediction(model, series, "1D", day(d) + 22 * HOUR_MS, day(target), ACTUAL + 1))
+    return preds, acts
+
+
+def test_data_missing_fires_above_the_threshold_and_resolves(kafka, avro, topic_factory, chorus, chorus_config, test_id):
+    inputs = topic_factory(partitions=1, roles=("predictions", "actuals"))
+    outputs = topic_factory(partitions=1, roles=("forecasts", "alerts", "validation", "dlq"))
+    preds, acts = missing_data()
+    produce_all(kafka, encode_actuals(avro, inputs.actuals, acts) + encode_predictions(avro, inputs.predictions, preds))
+    cfg = dict(chorus_config)
+    cfg.update(inputs.config())
+    cfg.update(outputs.config())
+    cfg["kafka.group.id"] = new_group(test_id, "missing")
+    cfg["redis.key_prefix"] = f"dm{cfg['kafka.group.id'][-10:]}"
+    cfg["join.max_wait_ms"] = 60000
+    cfg["alerts.enabled"] = 1
+    cfg["alerts.baseline_mape"] = "1.0"
+    cfg["alerts.mape_degradation.pp"] = 1000
+    cfg["alerts.performance_drift.pp"] = 1000
+    cfg["alerts.data_missing.pct"] = 25
+    proc = chorus(cfg, name="missing")
+    consume_until(kafka, outputs.forecasts, len(preds), 120, proc)
+    msgs = consume_until(kafka, outputs.alerts, 2, 60, proc)
+    assert proc.stop() == 0
+    msgs = kafka.read_to_end(outputs.alerts) or msgs
+    alerts = [avro.decode(m.value(), "Alert") for m in msgs]
+    end = lambda d: day(d + 1) - 1  # noqa: E731
+    got = [(a["type"], a["state"], a["severity"], a["event_time"], a["value"]) for a in alerts]
+    assert got == [
+        ("DATA_MISSING", "firing", "warning", end(6), 50.0),
+        ("DATA_MISSING", "resolved", "warning", end(8), 0.0),
+    ], got
+    assert [m.key() for m in msgs] == [b"DATA_MISSING|ZL|1D||"] * 2
+    fire = alerts[0]
+    assert fire["threshold"] == 25.0
+    assert fire["details"]["missing"] == "2" and fire["details"]["expected"] == "4"
+    assert fire["details"]["day"] == "2024-01-07"

@@ -101,19 +101,84 @@ local function baseline_for(base, h, d, cfg)
     return (v[k / 2] + v[k / 2 + 1]) / 2
 end
 
--- MAPE_DEGRADATION (6.1) and PERFORMANCE_DRIFT (6.2) at the close of day d.
+-- The configured model lists of the monitor argument: "" or
+-- "<horizon>=<model>,<model>;..." with horizon "*" for the list of every
+-- horizon without its own. Returns horizon -> sorted models.
+local function configured_models(spec)
+    local out = {}
+    for h, list in string.gmatch(spec or '', '([^=;]+)=([^;]*)') do
+        local models = {}
+        for m in string.gmatch(list, '[^,]+') do
+            models[#models + 1] = m
+        end
+        table.sort(models)
+        out[h] = models
+    end
+    return out
+end
+
+-- DATA_MISSING (6.7) counts of day d: over the buckets of d with an actual
+-- as of I, the (model, group) predictions expected as of each bucket's
+-- start (the configured list, else the window's publishers then) and how
+-- many of them are absent (no prediction issued by I).
+local function missing_counts(base, h, d, I, cfg)
+    local expected_n, missing_n = 0, 0
+    local buckets = redis.call('ZRANGEBYSCORE', base .. ':act', d * DAY_MS, '(' .. ((d + 1) * DAY_MS))
+    for i = 1, #buckets do
+        local b = parse_act(buckets[i])
+        if actual_as_of(base, b, I) then
+            local expected = cfg.models[h] or cfg.models['*']
+                or window_publishers(base, h, b, cfg.window)
+            if #expected > 0 then
+                local fields = {}
+                for j = 1, #expected do
+                    fields[j] = h .. '|' .. expected[j]
+                end
+                local got = redis.call('HMGET', base .. ':p:' .. b, unpack(fields))
+                expected_n = expected_n + #expected
+                for j = 1, #expected do
+                    if not got[j] or tonumber(split(got[j])[1]) > I then
+                        missing_n = missing_n + 1
+                    end
+                end
+            end
+        end
+    end
+    return expected_n, missing_n
+end
+
+-- MAPE_DEGRADATION (6.1), PERFORMANCE_DRIFT (6.2) and DATA_MISSING (6.7)
+-- at the close of day d.
 local function close_day(base, series, h, d, cfg, out)
     local day_end = (d + 1) * DAY_MS -- exclusive: the close sees event times < day_end
     local I = day_end - 1
     local n, sum = ensemble_apes(base, h, d * DAY_MS, day_end, I)
     local baseline = baseline_for(base, h, d, cfg)
+    local date = day_string(d)
     if n > 0 then
         redis.call('ZADD', base .. ':dmape:' .. h, d, d .. '|' .. n .. '|' .. fmt(sum / n))
+    end
+
+    -- 6.7 DATA_MISSING: judged on days with an expected prediction.
+    local expected_n, missing_n = missing_counts(base, h, d, I, cfg)
+    if expected_n > 0 then
+        local pct = 100 * missing_n / expected_n
+        local rec = alert_transition(base, {
+            holds = pct > cfg.missing_pct, type = 'DATA_MISSING', severity = 'warning',
+            series = series, horizon = h, value = pct, threshold = cfg.missing_pct,
+            event_time = I,
+            message = string.format('%s %s: %d of %d expected predictions (%.4g %%) absent from the groups of %s that have an actual; threshold %.4g %%',
+                series, h, missing_n, expected_n, pct, date, cfg.missing_pct),
+            details = {'day', date, 'missing', tostring(missing_n), 'expected',
+                       tostring(expected_n), 'missing_pct', fmt(pct),
+                       'threshold_pct', fmt(cfg.missing_pct)}})
+        if rec then
+            out[#out + 1] = rec
+        end
     end
     if not baseline then
         return
     end
-    local date = day_string(d)
 
     -- 6.1: the streak counts consecutive days with scored targets.
     if n > 0 then
@@ -164,7 +229,9 @@ end
 --         ranges ("<field>:<lo>:<hi>;..."), baseline ("auto" or a number),
 --         mape_pp, mape_days, drift_pp, drift_days, drift_min, auto_from, auto_to,
 --         auto_min, validation (see validation_config), overfitting critical
---         divergence, n, then n × (horizon, bucket, issued_at, revision, value)
+--         divergence, data_missing pct, configured models (see
+--         configured_models), n, then n × (horizon, bucket, issued_at,
+--         revision, value)
 -- `ranges` are the offsets of this batch's records of the series, per input
 -- partition (held ones excluded: they were never applied); `anchor` is one
 -- of them, where this call's alerts wait for the release.
@@ -187,7 +254,10 @@ local function monitor(keys, args)
                  auto_to = tonumber(args[15]), auto_min = tonumber(args[16])}
     local v = validation_config(args[17])
     local critical = tonumber(args[18])
-    local n = tonumber(args[19])
+    cfg.missing_pct = tonumber(args[19])
+    cfg.models = configured_models(args[20])
+    cfg.window = v and v.W or 0
+    local n = tonumber(args[21])
 
     -- Fencing, as in admit(), without moving any watermark.
     local seen = tonumber(redis.call('HGET', base .. ':wm', 'e|' .. anchor_field))
@@ -216,8 +286,8 @@ local function monitor(keys, args)
     -- The served forecasts, then the ensemble watermark.
     local ew = tonumber(redis.call('GET', base .. ':ew'))
     for i = 0, n - 1 do
-        local h, bucket, issued, rev, value = args[20 + 5 * i], args[21 + 5 * i],
-            args[22 + 5 * i], args[23 + 5 * i], args[24 + 5 * i]
+        local h, bucket, issued, rev, value = args[22 + 5 * i], args[23 + 5 * i],
+            args[24 + 5 * i], args[25 + 5 * i], args[26 + 5 * i]
         redis.call('ZADD', base .. ':ens:' .. h, bucket,
                    bucket .. '|' .. issued .. '|' .. rev .. '|' .. value)
         redis.call('SADD', base .. ':ensh', h)
