@@ -84,6 +84,16 @@ EPOCH_2024 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 #: topics deliberately differ, and their producers use different
 #: partitioners (SPEC §2: correctness must not depend on co-partitioning).
 TOPIC_PARTITIONS = {"predictions": 4, "actuals": 3, "forecasts": 3, "dlq": 2}
+#: The input topics take records far larger than the dead-letter topic's
+#: default limit (about 1 MB), for the oversized garbage class.
+INPUT_MAX_BYTES = 4 * 1024 * 1024
+#: An oversized garbage record's model id (predictions) or series (actuals).
+OVERSIZED_NAME = 1_200_000
+#: dlq.max_value_bytes (default): an oversized record's dead letter keeps
+#: this much key plus value (the dead-letter topic's default limit is larger).
+DLQ_LIMIT = 262144
+GARBAGE_KINDS = ["magic", "schema_id", "truncated", "empty", "tombstone", "random", "bad_name", "bad_time",
+                 "wrong_type", "oversized"]
 OTHER_ROLES = ("indicators", "feature_importance", "alerts", "regimes", "validation", "shadow")
 
 SESSION_TIMEOUT_MS = 6000
@@ -299,14 +309,23 @@ def shuffle_order(recs: list[Rec], rng: random.Random) -> list[Rec]:
     return out
 
 
-def garbage_record(avro: AvroCodec, role: str, rng: random.Random, series_names: list[str]) -> Rec:
-    """One record that must be dead-lettered, of a random class."""
+def garbage_record(avro: AvroCodec, role: str, rng: random.Random, series_names: list[str],
+                   kind: Optional[str] = None) -> Rec:
+    """One record that must be dead-lettered, of a random class (or `kind`)."""
     s = rng.choice(series_names)
     key = s.encode() if rng.random() < 0.8 else None
     valid = avro.encode("Prediction", pred_dict("good", s, EPOCH_2024, EPOCH_2024 + DAY_MS, 1.0)) if role == "predictions" \
         else avro.encode("Actual", act_dict(s, EPOCH_2024, 1.0))
-    kind = rng.choice(["magic", "schema_id", "truncated", "empty", "tombstone", "random", "bad_name", "bad_time", "wrong_type"])
-    if kind == "magic":
+    kind = kind or rng.choice(GARBAGE_KINDS)
+    if kind == "oversized":
+        # Larger than the dead-letter topic takes (issue 14): its dead
+        # letter is cut to DLQ_LIMIT, and the partition must move on.
+        big = "m" * OVERSIZED_NAME
+        if role == "predictions":
+            v = avro.encode("Prediction", pred_dict(big, s, EPOCH_2024, EPOCH_2024 + DAY_MS, 1.0))
+        else:
+            v = avro.encode("Actual", act_dict(big, EPOCH_2024, 1.0))
+    elif kind == "magic":
         v = bytes([rng.randint(1, 255)]) + rng.randbytes(rng.randint(4, 60))
     elif kind == "schema_id":
         v = b"\x00" + struct.pack(">I", rng.choice([0, 3, 77, 4096, 0xFFFFFFFF])) + valid[5:]
@@ -342,9 +361,10 @@ def add_garbage(avro: AvroCodec, recs: list[Rec], rng: random.Random, fraction: 
     out = list(recs)
     names = sorted({r.series for r in recs})
     n = max(2, round(len(recs) * fraction))
-    for _ in range(n):
+    for i in range(n):
         role = rng.choice(["predictions", "actuals"])
-        out.insert(rng.randint(0, len(out)), garbage_record(avro, role, rng, names))
+        # One oversized record in every run (the class is rare otherwise).
+        out.insert(rng.randint(0, len(out)), garbage_record(avro, role, rng, names, "oversized" if i == 0 else None))
     return out
 
 
@@ -545,8 +565,8 @@ class Kafka:
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
 
-    def create_topics(self, names: dict[str, int]) -> None:
-        futs = self.admin.create_topics([NewTopic(n, p, 1) for n, p in names.items()],
+    def create_topics(self, names: dict[str, int], configs: Optional[dict[str, dict[str, str]]] = None) -> None:
+        futs = self.admin.create_topics([NewTopic(n, p, 1, config=(configs or {}).get(n, {})) for n, p in names.items()],
                                         operation_timeout=scaled(30), request_timeout=scaled(30))
         for n, f in futs.items():
             f.result(timeout=scaled(60))
@@ -943,7 +963,8 @@ class Run:
     def setup(self) -> None:
         names = {self.topics[r]: p for r, p in TOPIC_PARTITIONS.items()}
         names.update({self.topics[r]: 1 for r in OTHER_ROLES})
-        self.suite.kafka.create_topics(names)
+        big = {"max.message.bytes": str(INPUT_MAX_BYTES)}
+        self.suite.kafka.create_topics(names, {self.topics["predictions"]: big, self.topics["actuals"]: big})
         self.workers = [Worker(self, i + 1) for i in range(self.n_workers)]
 
     def produce(self, duration: float, start_workers_first: bool = True) -> None:
@@ -951,9 +972,10 @@ class Run:
         scheduled events and supervising the workers."""
         producers = {
             "predictions": Producer({"bootstrap.servers": self.suite.bootstrap, "enable.idempotence": True,
-                                     "linger.ms": 5, "partitioner": "murmur2_random"}),
+                                     "linger.ms": 5, "partitioner": "murmur2_random",
+                                     "message.max.bytes": INPUT_MAX_BYTES}),
             "actuals": Producer({"bootstrap.servers": self.suite.bootstrap, "enable.idempotence": True,
-                                 "linger.ms": 5}),
+                                 "linger.ms": 5, "message.max.bytes": INPUT_MAX_BYTES}),
         }
         results: list[Optional[tuple[int, int]]] = [None] * len(self.recs)
         errors: list[str] = []
@@ -1155,6 +1177,15 @@ class Run:
                 outcome.dlq_unexpected += 1
                 if len(outcome.extra) < 8:
                     outcome.extra.append(f"unexpected dead letter {src} reason={h.get('chorus.error')} {h.get('chorus.error.message', '')[:80]}")
+            elif rec.note == "oversized" or h.get("chorus.error.truncated"):
+                # cut to the limit, key first, with the original size (issue 14)
+                if (h.get("chorus.error.truncated") != "true" or rec.key != key or value is None
+                        or rec.value[:len(value)] != value or len(key or b"") + len(value) != DLQ_LIMIT
+                        or h.get("chorus.source.value_bytes") != str(len(rec.value))):
+                    outcome.dlq_mismatch += 1
+                    if len(outcome.extra) < 8:
+                        outcome.extra.append(f"truncated dead letter of {src} ({rec.note}): key {key!r}, "
+                                             f"{len(value or b'')} of {len(rec.value or b'')} bytes, headers {h}")
             elif rec.value != value or rec.key != key:
                 # the original bytes, unchanged; a null key or value stays null
                 outcome.dlq_mismatch += 1
@@ -1309,7 +1340,7 @@ SCENARIOS = [
     Scenario("redis_fnflush", "FUNCTION FLUSH: Redis loses the loaded chorus library mid-run (extra)", 2, 2, 6, 3),
     Scenario("duplicates", "a copy of 10 % of the input records re-produced at new offsets", 2, 1, 3, 0),
     Scenario("shuffled", "input interleaved at random across series and topics (per-series order kept)", 2, 1, 3, 0),
-    Scenario("garbage", "1 % garbage records interleaved (9 classes)", 2, 1, 3, 0),
+    Scenario("garbage", "1 % garbage records interleaved (10 classes, one oversized per run)", 2, 1, 3, 0),
     Scenario("nonfinite", "NaN/±Inf records added; absurd finite values (±1e308, subnormal, 0) in the data", 2, 1, 3, 0, "absurd"),
     Scenario("broker_restart", "stop the Kafka broker (TERM/KILL alternately), restart it on the same ports and data", 2, 1, 4, 2),
 ]
