@@ -175,6 +175,8 @@ typedef struct chorus_config {
         int alerts_auto_min_days;       /**< alerts.baseline_auto.min_days (20) */
         double alerts_overfit_critical; /**< alerts.overfitting.critical_divergence (0.30) */
         double alerts_missing_pct;      /**< alerts.data_missing.pct (5) */
+        double alerts_shift_max;        /**< alerts.weight_shift.max_change (0.10) */
+        int alerts_shift_days;          /**< alerts.weight_shift.days (7) */
 
         chorus_emit_mode_t emit_mode; /**< emit.mode (every) */
         int emit_min_models;          /**< emit.min_models (1) */

@@ -368,7 +368,8 @@ const conf_prop_t chorus_conf_props[] = {
      .def = "0",
      .desc =
          "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
-         "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`, `DATA_MISSING`), "
+         "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`, `DATA_MISSING`, "
+         "`WEIGHT_SHIFT`), "
          "emit the "
          "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
          "by default while the monitoring issue is in progress."},
@@ -456,6 +457,23 @@ const conf_prop_t chorus_conf_props[] = {
      .def = "5",
      .desc = "`DATA_MISSING` (SPEC §6.7): percent of the expected (model, group) predictions "
              "absent from a day's groups that have an actual, above which it fires."},
+    {.name = "alerts.weight_shift.max_change",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_shift_max),
+     .min = 0,
+     .max = 1,
+     .def = "0.10",
+     .desc = "`WEIGHT_SHIFT` (SPEC §6.9): absolute change of a model's weight, against the "
+             "forecast `alerts.weight_shift.days` before, above which it fires."},
+    {.name = "alerts.weight_shift.days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_shift_days),
+     .min = 1,
+     .max = 365,
+     .def = "7",
+     .desc = "`WEIGHT_SHIFT`: how far back the reference forecast is issued."},
     {.name = "alerts.overfitting.critical_divergence",
      .type = CONF_DOUBLE,
      .section = CONF_SEC_ALERTS,

@@ -12,6 +12,8 @@
 #include "chorus/util.h"
 #include "../worker/series_map.h"
 
+#define NUM 24 /* a formatted number */
+
 typedef struct range {
         const char *topic;
         int32_t partition;
@@ -22,6 +24,8 @@ typedef struct served {
         chorus_name_t horizon;
         int64_t bucket, issued_at, revision;
         double value;
+        char
+            *weights; /* "m=w,..." of a complete, non-fallback forecast (WEIGHT_SHIFT), else NULL */
 } served_t;
 
 typedef struct series_note {
@@ -101,6 +105,8 @@ chorus_monitor_t *chorus_monitor_new(const chorus_config_t *cfg) {
 
 void chorus_monitor_reset(chorus_monitor_t *m) {
         for (size_t i = 0; i < m->n_notes; i++) {
+                for (size_t k = 0; k < m->notes[i].n_served; k++)
+                        free(m->notes[i].served[k].weights);
                 free(m->notes[i].ranges);
                 free(m->notes[i].served);
         }
@@ -198,6 +204,21 @@ int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *f
         s->issued_at = fc->issued_at;
         s->revision = fc->revision;
         s->value = fc->value;
+        s->weights = NULL;
+        if (fc->complete && fc->fallback == CHORUS_FALLBACK_NONE) {
+                size_t cap = fc->n_present * (CHORUS_NAME_MAX + 2 + 24) + 1, len = 0;
+                if (!(s->weights = malloc(cap))) {
+                        n->n_served--;
+                        return -1;
+                }
+                s->weights[0] = '\0';
+                for (size_t i = 0; i < fc->n_present; i++) {
+                        char w[NUM];
+                        chorus_format_double(w, sizeof(w), fc->weight[i]);
+                        len += (size_t)snprintf(s->weights + len, cap - len, "%s%s=%s",
+                                                i ? "," : "", fc->present[i], w);
+                }
+        }
         return 0;
 }
 
@@ -209,15 +230,14 @@ chorus_monitor_anchor_t chorus_monitor_anchor(const chorus_monitor_t *m, size_t 
         return m->notes[i].anchor;
 }
 
-#define FIXED_ARGS 24 /* FCALL, name, numkeys, base, then the 20 ARGV before the forecasts */
-#define NUM        24
+#define FIXED_ARGS 26 /* FCALL, name, numkeys, base, then the 22 ARGV before the forecasts */
 
 static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note_t *n,
                       const char *batch_id, int64_t epoch, const char *committed) {
         const chorus_config_t *c = m->cfg;
-        size_t argc = FIXED_ARGS + 1 + 5 * n->n_served, len = 0, cap = 64;
+        size_t argc = FIXED_ARGS + 1 + 6 * n->n_served, len = 0, cap = 64;
         const char **argv = malloc(argc * sizeof(*argv));
-        char(*num)[NUM] = malloc((12 + 4 * n->n_served + 1) * sizeof(*num));
+        char(*num)[NUM] = malloc((14 + 4 * n->n_served + 1) * sizeof(*num));
         char base[CHORUS_NAME_MAX + 64], anchor[300], *ranges = malloc(cap);
         size_t k = 0, j = 0;
 
@@ -276,6 +296,9 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         chorus_format_double(num[j], NUM, c->alerts_missing_pct);
         argv[k++] = num[j++];
         argv[k++] = m->models_spec;
+        chorus_format_double(num[j], NUM, c->alerts_shift_max);
+        argv[k++] = num[j++];
+        argv[k++] = NUMF("%d", c->alerts_shift_days);
         argv[k++] = NUMF("%zu", n->n_served);
         for (size_t i = 0; i < n->n_served; i++) {
                 const served_t *s = &n->served[i];
@@ -285,6 +308,7 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
                 argv[k++] = NUMF("%" PRId64, s->revision);
                 chorus_format_double(num[j], NUM, s->value);
                 argv[k++] = num[j++];
+                argv[k++] = s->weights ? s->weights : "";
         }
 #undef NUMF
         chorus_state_add_command(st, (int)k, argv);

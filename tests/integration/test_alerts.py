@@ -12,7 +12,7 @@ consumer group's committed offsets, with a deadline.
 from __future__ import annotations
 
 from e2e_support import HOUR_MS, consume_until, day, encode_actuals, encode_predictions, new_group, produce_all
-from reference_model import Actual, Prediction
+from reference_model import DAY_MS, Actual, Prediction
 
 ACTUAL = 100.0
 #: The ensemble's APE (percent) for targets on day d: the level is 1.0 + 0.5.
@@ -136,3 +136,83 @@ def test_data_missing_fires_above_the_threshold_and_resolves(kafka, avro, topic_
     assert fire["threshold"] == 25.0
     assert fire["details"]["missing"] == "2" and fire["details"]["expected"] == "4"
     assert fire["details"]["day"] == "2024-01-07"
+
+
+# WEIGHT_SHIFT (SPEC §6.9): two models with inv_mape over a 3-day window.
+# Their errors (APE, against 100) are (1, 3), then (3, 5), then (5, 3): the
+# weights go 0.75/0.25, then 0.625/0.375 (a change of exactly 0.125, the
+# threshold here: no alert), then 0.375/0.625 (fires; resolves once the
+# reference forecast, 7 days back, has caught up).
+SHIFT_PHASES = [(14, (1, 3)), (30, (3, 5)), (46, (5, 3))]
+
+
+def shift_errors(target: int) -> tuple[int, int]:
+    for last, errs in SHIFT_PHASES:
+        if target <= last:
+            return errs
+    return SHIFT_PHASES[-1][1]
+
+
+def expected_weight_shift(forecasts: list[dict], threshold: float, days: int) -> list[tuple[str, int, float]]:
+    """The rule, written from the spec: on each complete, non-fallback
+    forecast, in the order served, compare with the latest such forecast
+    issued at or before issued_at - days."""
+    steady, out, firing = [], [], False
+    for f in forecasts:
+        if not f["complete"] or f["fallback"] is not None:
+            continue
+        ref = [g for g in steady if g["issued_at"] <= f["issued_at"] - days * DAY_MS]
+        steady.append(f)
+        if not ref:
+            continue
+        before, after = ref[-1]["weights"], f["weights"]
+        change = max(abs(after.get(m, 0.0) - before.get(m, 0.0)) for m in set(before) | set(after))
+        if change > threshold and not firing:
+            out.append(("firing", f["issued_at"], change))
+        elif change <= threshold and firing:
+            out.append(("resolved", f["issued_at"], change))
+        firing = change > threshold
+    return out
+
+
+def test_weight_shift_fires_above_the_threshold_and_resolves(kafka, avro, topic_factory, chorus, chorus_config, test_id):
+    inputs = topic_factory(partitions=1, roles=("predictions", "actuals"))
+    outputs = topic_factory(partitions=1, roles=("forecasts", "alerts", "validation", "dlq"))
+    last_day = SHIFT_PHASES[-1][0]
+    preds, acts = [], []
+    for d in range(0, last_day + 1):
+        acts.append(Actual("ZL", day(d) + 21 * HOUR_MS, ACTUAL))
+    for d in range(0, last_day):
+        for model, err in zip(("a", "b"), shift_errors(d + 1)):
+            preds.append(Prediction(model, "ZL", "1D", day(d) + 22 * HOUR_MS, day(d + 1), ACTUAL + err))
+    produce_all(kafka, encode_actuals(avro, inputs.actuals, acts) + encode_predictions(avro, inputs.predictions, preds))
+    cfg = dict(chorus_config)
+    cfg.update(inputs.config())
+    cfg.update(outputs.config())
+    cfg["kafka.group.id"] = new_group(test_id, "shift")
+    cfg["redis.key_prefix"] = f"ws{cfg['kafka.group.id'][-10:]}"
+    cfg["join.max_wait_ms"] = 60000
+    cfg["alerts.enabled"] = 1
+    cfg["alerts.baseline_mape"] = "1.0"
+    cfg["alerts.mape_degradation.pp"] = 1000
+    cfg["alerts.performance_drift.pp"] = 1000
+    cfg["alerts.weight_shift.max_change"] = 0.125
+    cfg["weights.method"] = "inv_mape"
+    cfg["weights.min_samples"] = 2
+    cfg["window.days"] = 3
+    proc = chorus(cfg, name="shift")
+    fmsgs = consume_until(kafka, outputs.forecasts, len(preds), 120, proc)
+    amsgs = consume_until(kafka, outputs.alerts, 2, 60, proc)
+    assert proc.stop() == 0
+    forecasts = [avro.decode(m.value(), "EnsembleForecast") for m in kafka.read_to_end(outputs.forecasts) or fmsgs]
+    alerts = [avro.decode(m.value(), "Alert") for m in kafka.read_to_end(outputs.alerts) or amsgs]
+    want = expected_weight_shift(forecasts, 0.125, 7)
+    got = [(a["state"], a["event_time"], a["value"]) for a in alerts]
+    assert [(s, t) for s, t, _ in got] == [(s, t) for s, t, _ in want], (got, want)
+    assert all(abs(g[2] - w[2]) < 1e-12 for g, w in zip(got, want)), (got, want)
+    assert [a["type"] for a in alerts] == ["WEIGHT_SHIFT"] * 2 and all(a["severity"] == "info" for a in alerts)
+    # Phase 2 reached a change of exactly the threshold, and did not fire.
+    steady = [f for f in forecasts if f["complete"] and f["fallback"] is None]
+    assert any(f["weights"] == {"a": 0.625, "b": 0.375} for f in steady)
+    assert alerts[0]["event_time"] > day(SHIFT_PHASES[1][0]), "phase 2 must not fire"
+    assert alerts[0]["details"]["changes"].startswith("a=-") and "weights_before" in alerts[0]["details"]

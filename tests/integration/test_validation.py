@@ -46,6 +46,7 @@ SETTINGS = {
     # this test is about OVERFITTING: the day-close rules stay quiet
     "alerts.mape_degradation.pp": 1e6,
     "alerts.performance_drift.pp": 1e6,
+    "alerts.weight_shift.max_change": 1,
 }
 
 

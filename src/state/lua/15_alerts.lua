@@ -29,6 +29,24 @@ end
 -- for the record, type, severity, series, horizon, model, indicator, value,
 -- threshold, event_time, message, details ({k, v, k, v, ...}). Returns the
 -- Alert record to emit, or nil.
+-- At most `max` bytes of s, cut before a UTF-8 continuation byte, so that a
+-- message or detail built from long names still fits its field of the
+-- Alert record (CHORUS_ALERT_* in record.h) and stays valid UTF-8.
+local function clip_text(s, max)
+    if #s <= max then
+        return s
+    end
+    local n = max - 3
+    while n > 0 do
+        local c = string.byte(s, n + 1)
+        if c < 0x80 or c >= 0xC0 then
+            break
+        end
+        n = n - 1
+    end
+    return string.sub(s, 1, n) .. '...'
+end
+
 local function alert_transition(base, a)
     local fp = a.type .. '|' .. (a.series or '') .. '|' .. (a.horizon or '') .. '|'
         .. (a.model or '') .. '|' .. (a.indicator or '')
@@ -53,9 +71,9 @@ local function alert_transition(base, a)
     end
     local rec = {fp, a.type, a.severity, state, a.series or '', a.horizon or '', a.model or '',
                  a.indicator or '', fmt(a.value), fmt(a.threshold), tostring(a.event_time),
-                 a.message}
+                 clip_text(a.message, 511)}
     for i = 1, #a.details do
-        rec[#rec + 1] = a.details[i]
+        rec[#rec + 1] = i % 2 == 0 and clip_text(a.details[i], 511) or a.details[i]
     end
     return rec
 end

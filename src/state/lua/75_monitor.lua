@@ -223,6 +223,62 @@ local function close_day(base, series, h, d, cfg, out)
     end
 end
 
+-- "m=w,m=w" -> {m = w}, and the models in order.
+local function parse_weights(text)
+    local w, order = {}, {}
+    for m, v in string.gmatch(text, '([^=,]+)=([^,]+)') do
+        w[m] = tonumber(v)
+        order[#order + 1] = m
+    end
+    return w, order
+end
+
+-- WEIGHT_SHIFT (6.9) on a complete, non-fallback forecast issued at I with
+-- these weights: against the latest such forecast of (series, h) issued at
+-- or before I - days. base:wsh:<h> keeps them (score issued_at, member
+-- "<seq>|<weights>", seq zero-padded so that the later of two with the same
+-- issued_at sorts last); the older ones than the reference go.
+local function weight_shift(base, series, h, I, text, cfg, out)
+    local key = base .. ':wsh:' .. h
+    local seq = redis.call('INCR', base .. ':wseq')
+    redis.call('ZADD', key, I, string.format('%012d', seq) .. '|' .. text)
+    local ref = redis.call('ZREVRANGEBYSCORE', key, I - cfg.shift_days * DAY_MS, '-inf',
+                           'WITHSCORES', 'LIMIT', 0, 1)
+    if #ref == 0 then
+        return
+    end
+    local ref_at = tonumber(ref[2])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ref_at)
+    local before = parse_weights(string.match(ref[1], '^[^|]*|(.*)$'))
+    local after, models = parse_weights(text)
+    for m in pairs(before) do
+        if after[m] == nil then
+            models[#models + 1] = m
+        end
+    end
+    table.sort(models)
+    local largest, changes = 0, {}
+    for i = 1, #models do
+        local m = models[i]
+        local d = (after[m] or 0) - (before[m] or 0)
+        largest = math.max(largest, math.abs(d))
+        changes[#changes + 1] = m .. '=' .. fmt(d)
+    end
+    local rec = alert_transition(base, {
+        holds = largest > cfg.shift_max, type = 'WEIGHT_SHIFT', severity = 'info',
+        series = series, horizon = h, value = largest, threshold = cfg.shift_max,
+        event_time = I,
+        message = string.format('%s %s: the largest weight change since the forecast issued %s is %.4g (threshold %.4g)',
+            series, h, day_string(math.floor(ref_at / DAY_MS)), largest, cfg.shift_max),
+        details = {'max_change', fmt(largest), 'threshold', fmt(cfg.shift_max),
+                   'reference_issued_at', tostring(ref_at), 'changes', table.concat(changes, ','),
+                   'weights_before', string.match(ref[1], '^[^|]*|(.*)$'),
+                   'weights_after', text}})
+    if rec then
+        out[#out + 1] = rec
+    end
+end
+
 --
 -- chorus_monitor KEYS[1]=base
 --   ARGV: series, anchor_field, anchor_offset, batch_id, epoch, committed_batches,
@@ -230,8 +286,9 @@ end
 --         mape_pp, mape_days, drift_pp, drift_days, drift_min, auto_from, auto_to,
 --         auto_min, validation (see validation_config), overfitting critical
 --         divergence, data_missing pct, configured models (see
---         configured_models), n, then n × (horizon, bucket, issued_at,
---         revision, value)
+--         configured_models), weight_shift max, weight_shift days, n, then
+--         n × (horizon, bucket, issued_at, revision, value, weights: "m=w,..."
+--         of a complete, non-fallback forecast, else "")
 -- `ranges` are the offsets of this batch's records of the series, per input
 -- partition (held ones excluded: they were never applied); `anchor` is one
 -- of them, where this call's alerts wait for the release.
@@ -257,7 +314,9 @@ local function monitor(keys, args)
     cfg.missing_pct = tonumber(args[19])
     cfg.models = configured_models(args[20])
     cfg.window = v and v.W or 0
-    local n = tonumber(args[21])
+    cfg.shift_max = tonumber(args[21])
+    cfg.shift_days = tonumber(args[22])
+    local n = tonumber(args[23])
 
     -- Fencing, as in admit(), without moving any watermark.
     local seen = tonumber(redis.call('HGET', base .. ':wm', 'e|' .. anchor_field))
@@ -283,14 +342,20 @@ local function monitor(keys, args)
         end
     end
 
-    -- The served forecasts, then the ensemble watermark.
+    -- The served forecasts (and WEIGHT_SHIFT on each, in the order served),
+    -- then the ensemble watermark.
+    local new = {}
     local ew = tonumber(redis.call('GET', base .. ':ew'))
     for i = 0, n - 1 do
-        local h, bucket, issued, rev, value = args[22 + 5 * i], args[23 + 5 * i],
-            args[24 + 5 * i], args[25 + 5 * i], args[26 + 5 * i]
+        local at = 24 + 6 * i
+        local h, bucket, issued, rev, value = args[at], args[at + 1], args[at + 2],
+            args[at + 3], args[at + 4]
         redis.call('ZADD', base .. ':ens:' .. h, bucket,
                    bucket .. '|' .. issued .. '|' .. rev .. '|' .. value)
         redis.call('SADD', base .. ':ensh', h)
+        if args[at + 5] ~= '' then
+            weight_shift(base, series, h, tonumber(issued), args[at + 5], cfg, new)
+        end
         if not ew or tonumber(issued) > ew then
             ew = tonumber(issued)
         end
@@ -301,7 +366,6 @@ local function monitor(keys, args)
 
     -- Day closes on min(actuals' watermark, ensemble watermark).
     local aw = tonumber(redis.call('GET', base .. ':aw'))
-    local new = {}
     if aw and ew then
         local upto = day_of(math.min(aw, ew)) - 1 -- the last day whose end has passed
         local last = tonumber(redis.call('GET', base .. ':mclosed'))
