@@ -177,6 +177,10 @@ typedef struct chorus_config {
         double alerts_missing_pct;      /**< alerts.data_missing.pct (5) */
         double alerts_shift_max;        /**< alerts.weight_shift.max_change (0.10) */
         int alerts_shift_days;          /**< alerts.weight_shift.days (7) */
+        double alerts_extreme_pct;      /**< alerts.extreme_predictions.pct (10) */
+        int alerts_extreme_min;         /**< alerts.extreme_predictions.min_forecasts (10) */
+        int alerts_storm_count;         /**< alerts.alert_storm.count (5) */
+        int alerts_storm_window_s;      /**< alerts.alert_storm.window_s (3600) */
 
         chorus_emit_mode_t emit_mode; /**< emit.mode (every) */
         int emit_min_models;          /**< emit.min_models (1) */

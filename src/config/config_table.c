@@ -369,7 +369,7 @@ const conf_prop_t chorus_conf_props[] = {
      .desc =
          "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
          "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`, `DATA_MISSING`, "
-         "`WEIGHT_SHIFT`), "
+         "`WEIGHT_SHIFT`, `EXTREME_PREDICTIONS`, `ALERT_STORM`), "
          "emit the "
          "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
          "by default while the monitoring issue is in progress."},
@@ -474,6 +474,41 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 365,
      .def = "7",
      .desc = "`WEIGHT_SHIFT`: how far back the reference forecast is issued."},
+    {.name = "alerts.extreme_predictions.pct",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_extreme_pct),
+     .min = 0,
+     .max = 100,
+     .def = "10",
+     .desc = "`EXTREME_PREDICTIONS` (SPEC §6.3): percent of a horizon's forecasts of a UTC day "
+             "(all series, each group's latest revision of the day) with `|z|` above "
+             "`validation.z_max`, above which it fires."},
+    {.name = "alerts.extreme_predictions.min_forecasts",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_extreme_min),
+     .min = 1,
+     .max = 100000000,
+     .def = "10",
+     .desc = "`EXTREME_PREDICTIONS`: forecasts a day needs to be judged."},
+    {.name = "alerts.alert_storm.count",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_storm_count),
+     .min = 0,
+     .max = 1000000,
+     .def = "5",
+     .desc = "`ALERT_STORM` (SPEC §6.11): critical alerts started in the trailing window above "
+             "which it fires."},
+    {.name = "alerts.alert_storm.window_s",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_storm_window_s),
+     .min = 1,
+     .max = 86400 * 30,
+     .def = "3600",
+     .desc = "`ALERT_STORM`: the trailing window of event time, in seconds."},
     {.name = "alerts.overfitting.critical_divergence",
      .type = CONF_DOUBLE,
      .section = CONF_SEC_ALERTS,

@@ -34,6 +34,7 @@
 #include "chorus/forecast.h"
 #include "chorus/identity.h"
 #include "chorus/log.h"
+#include "chorus/global.h"
 #include "chorus/monitor.h"
 #include "chorus/state.h"
 #include "chorus/telemetry.h"
@@ -146,7 +147,9 @@ struct chorus_worker_s {
         chorus_series_map_t *actual_wm; /* newest actual watermark seen per series */
         chorus_series_map_t *blocked;   /* series with a prediction waiting, this batch */
         chorus_monitor_t *monitor;      /* alerts.enabled: the batch's monitoring calls */
-        char batch_id[64];              /* of the batch being processed and committed */
+        chorus_global_t *global;        /* alerts.enabled: the batch's global call */
+        VEC(chorus_global_topic_t, input_topics); /* partition counts, read once */
+        char batch_id[64];                        /* of the batch being processed and committed */
 
         chorus_group_scratch_t scratch;
         chorus_forecast_t forecast;
@@ -605,7 +608,8 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                 goto fail;
         }
         if (!(w->actual_wm = chorus_series_map_new()) || !(w->blocked = chorus_series_map_new()) ||
-            (cfg->alerts_enabled && !(w->monitor = chorus_monitor_new(cfg)))) {
+            (cfg->alerts_enabled &&
+             (!(w->monitor = chorus_monitor_new(cfg)) || !(w->global = chorus_global_new(cfg))))) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -667,6 +671,8 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         chorus_series_map_destroy(w->actual_wm);
         chorus_series_map_destroy(w->blocked);
         chorus_monitor_destroy(w->monitor);
+        chorus_global_destroy(w->global);
+        free(w->input_topics);
         chorus_dlq_steps_destroy(w->dlq_steps);
         free(w);
 }
@@ -896,7 +902,8 @@ static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const re
                 return err;
         w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
         chorus_telemetry_record_out(w->tm, t->name);
-        if (w->monitor && chorus_monitor_note_forecast(w->monitor, &w->forecast))
+        if (w->monitor && (chorus_monitor_note_forecast(w->monitor, &w->forecast) ||
+                           chorus_global_note_forecast(w->global, &w->forecast)))
                 return CHORUS_ERR_NOMEM;
         return CHORUS_OK;
 }
@@ -1193,6 +1200,8 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
         learn_watermarks(w);
         if (w->monitor)
                 chorus_monitor_reset(w->monitor);
+        if (w->global)
+                chorus_global_reset(w->global);
         for (size_t i = 0; i < w->n_entries; i++) {
                 entry_t *e = &w->entries[i];
                 const redisReply *r =
@@ -1225,7 +1234,11 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                         const char *series = e->role == CHORUS_TOPIC_PREDICTIONS
                                                  ? e->rec.prediction.series
                                                  : e->rec.actual.series;
-                        if (chorus_monitor_note_record(w->monitor, series, &src)) {
+                        int64_t t = e->role == CHORUS_TOPIC_PREDICTIONS
+                                        ? e->rec.prediction.issued_at
+                                        : e->rec.actual.observed_at;
+                        if (chorus_monitor_note_record(w->monitor, series, &src) ||
+                            chorus_global_note_record(w->global, series, &src, t)) {
                                 processing_failed(w, e, "out of memory");
                                 continue;
                         }
@@ -1747,6 +1760,8 @@ static chorus_err_t produce_monitor_outputs(chorus_worker_t *w, const redisReply
                                                   &o->alert, o->alert.fingerprint)))
                         return err;
                 chorus_telemetry_alert(w->tm, o->alert.type, o->alert.state, o->alert.severity);
+                if (w->global && chorus_global_note_alert(w->global, &o->alert))
+                        return CHORUS_ERR_NOMEM;
         }
         return CHORUS_OK;
 }
@@ -1799,6 +1814,101 @@ static chorus_err_t monitor_phase(chorus_worker_t *w, volatile sig_atomic_t *sto
         return err ? CHORUS_ERR_KAFKA : CHORUS_OK;
 }
 
+/* The partition count of every input topic, from metadata, read once: the
+ * global watermark stays unknown until every partition has reported. */
+static int input_topics_known(chorus_worker_t *w) {
+        static const chorus_topic_role_t inputs[] = {CHORUS_TOPIC_PREDICTIONS,
+                                                     CHORUS_TOPIC_ACTUALS};
+
+        if (w->n_input_topics)
+                return 1;
+        for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+                const char *name = w->cfg->topics[inputs[i]].name;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->consumer, name, NULL);
+                const struct rd_kafka_metadata *md = NULL;
+                chorus_global_topic_t *t;
+
+                if (!rkt || rd_kafka_metadata(w->consumer, 0, rkt, &md, 5000) ||
+                    md->topic_cnt != 1 || md->topics[0].err) {
+                        if (md)
+                                rd_kafka_metadata_destroy(md);
+                        if (rkt)
+                                rd_kafka_topic_destroy(rkt);
+                        w->n_input_topics = 0;
+                        return 0;
+                }
+                t = VEC_PUSH(w, input_topics);
+                t->topic = name;
+                t->partitions = md->topics[0].partition_cnt;
+                rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+        }
+        return 1;
+}
+
+/* Consumed to its end: the position is at the high watermark librdkafka
+ * last fetched, and nothing read from it is held. */
+static int partition_at_end(chorus_worker_t *w, const owned_t *o) {
+        int64_t lo = -1, hi = -1, next = -1;
+
+        if (rd_kafka_get_watermark_offsets(w->consumer, o->topic, o->partition, &lo, &hi) || hi < 0)
+                return 0;
+        for (size_t i = 0; i < w->n_held; i++)
+                if (same_partition(w->held[i].topic, w->held[i].partition, o->topic, o->partition))
+                        return 0;
+        for (size_t i = 0; i < w->n_positions; i++)
+                if (same_partition(w->positions[i].topic, w->positions[i].partition, o->topic,
+                                   o->partition))
+                        next = w->positions[i].next_offset;
+        return next >= 0 ? next >= hi : lo == hi;
+}
+
+/* The batch's third round trip (alerts.enabled): the global call, after the
+ * series' monitoring calls, whose critical alerts it counts. Without a
+ * record applied in the batch it only reports the partitions' state: it has
+ * no record to anchor outputs to, so the global rules wait for a batch that
+ * has one. */
+static chorus_err_t global_phase(chorus_worker_t *w, volatile sig_atomic_t *stop) {
+        chorus_global_partition_t parts[64];
+        size_t n_parts = 0;
+        const redisReply *r;
+        chorus_err_t err;
+        monitor_out_t *out;
+        int fenced;
+
+        if (!w->global || w->fenced || !chorus_global_has_anchor(w->global) ||
+            !input_topics_known(w))
+                return CHORUS_OK;
+        for (size_t i = 0; i < w->n_owned && n_parts < sizeof(parts) / sizeof(parts[0]); i++) {
+                const owned_t *o = &w->owned[i];
+                parts[n_parts++] = (chorus_global_partition_t){
+                    o->topic, o->partition, o->epoch, partition_at_end(w, o), o->committed_ids};
+        }
+        chorus_state_batch_begin(w->state, w->batch_id);
+        chorus_global_queue(w->global, w->state, w->batch_id, parts, n_parts, w->input_topics,
+                            w->n_input_topics);
+        if ((err = exec_state_calls(w, stop)))
+                return err;
+        r = chorus_state_batch_reply(w->state, 0);
+        if ((err = chorus_monitor_reply_check(r, &fenced)) || fenced) {
+                chorus_log_error("monitor", "msg=\"unexpected global reply\"");
+                return CHORUS_ERR_KAFKA;
+        }
+        if (!chorus_monitor_reply_outputs(r))
+                return CHORUS_OK;
+        if (!(out = malloc(sizeof(*out))))
+                return CHORUS_ERR_KAFKA;
+        err = produce_monitor_outputs(w, r, CHORUS_GLOBAL_SERIES, out);
+        free(out);
+        if (!err) {
+                chorus_source_t a = chorus_global_anchor(w->global);
+                chorus_monitor_anchor_t anchor = {CHORUS_GLOBAL_SERIES, a.topic, a.partition,
+                                                  a.offset};
+                add_release_at(w, &anchor);
+        }
+        return err ? CHORUS_ERR_KAFKA : CHORUS_OK;
+}
+
 static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         chorus_worker_stats_t *st = &w->stats;
         uint64_t t = now_us();
@@ -1839,7 +1949,7 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
                 int refused = 0;
 
                 if ((err = handle_replies(w)) || (err = monitor_phase(w, stop)) ||
-                    (err = produce_dead_letters(w, &refused))) {
+                    (err = global_phase(w, stop)) || (err = produce_dead_letters(w, &refused))) {
                         /* A dead letter to step down: read the batch again
                          * (its outputs may repeat, as at_least_once allows). */
                         if (refused)
@@ -1862,6 +1972,8 @@ static chorus_err_t run_batch_phases(chorus_worker_t *w, volatile sig_atomic_t *
         err = handle_replies(w);
         if (!err)
                 err = monitor_phase(w, stop);
+        if (!err)
+                err = global_phase(w, stop);
         if (!err) {
                 int refused; /* aborted and read again below, with the smaller form */
                 err = produce_dead_letters(w, &refused);

@@ -6,6 +6,7 @@ redis.register_function('chorus_actual', actual)
 redis.register_function('chorus_prediction', prediction)
 redis.register_function('chorus_release', release)
 redis.register_function('chorus_monitor', monitor)
+redis.register_function('chorus_global', global_call)
 redis.register_function{function_name = 'chorus_dead_letter_seen', callback = dead_letter_seen,
                         flags = {'no-writes'}}
 redis.register_function('chorus_dead_letter_done', dead_letter_done)

@@ -1,0 +1,275 @@
+-- The global watermark (SPEC §1) and the rules evaluated on it:
+-- EXTREME_PREDICTIONS (§6.3) and ALERT_STORM (§6.11). Part of the chorus
+-- library: src/state/lua/*.lua are concatenated in name order at build
+-- (cmake/assemble_lua.cmake).
+--
+-- Every key is under KEYS[1] = <prefix>:{__global__} (one hash slot; "__"
+-- names are reserved, so no series has that tag). One chorus_global call
+-- per batch, after the series' calls, carries what the batch applied:
+--  * per input partition the worker owns: its epoch and whether it is
+--    consumed to its end (nothing held from it, position at the high
+--    watermark); and the partition count of every input topic;
+--  * per stream (input partition, series) touched: the newest event time
+--    applied (observed_at of actuals, issued_at of predictions);
+--  * the forecasts served, with whether |z| > z_max;
+--  * the critical alerts that started firing (escalations included).
+-- A stream's watermark is kept in base:pz:<partition> (score), and a
+-- partition's watermark is its oldest stream's, or the newest event time
+-- seen anywhere (base:newest) when it is consumed to its end. The global
+-- watermark base:gw is the oldest partition's, and unknown while any
+-- partition of an input topic has not reported: it only moves forward.
+-- Because a batch's stream updates and the forecasts and alerts they caused
+-- arrive in the same call, everything with an event time before the
+-- watermark is recorded when the watermark passes it, whichever worker
+-- applied it, so the rules decide the same with 1 worker or N.
+--
+-- Outputs are exactly once like the series' alerts: kept in
+-- base:osnap:<partition> at the batch's anchor record until chorus_release,
+-- found again by a later call over the same records.
+
+-- Re-emits the outputs of earlier attempts at the records of `ranges`
+-- ("<field>:<lo>:<hi>:<committed,...>;..."), dropping those of committed
+-- batches. Shared shape with chorus_monitor's snapshots.
+local function snapshots_again(base, ranges, batch_id, out)
+    for field, lo, hi, committed in string.gmatch(ranges, '([^:;]+):(%d+):(%d+):([^;]*)') do
+        local key = base .. ':osnap:' .. field
+        local got = redis.call('ZRANGEBYSCORE', key, lo, hi)
+        committed = ',' .. committed .. ','
+        for i = 1, #got do
+            local o, b, packed = string.match(got[i], '^([^|]*)|([^|]*)|(.*)$')
+            redis.call('ZREM', key, got[i])
+            if b == '' or not string.find(committed, ',' .. b .. ',', 1, true) then
+                local recs = cmsgpack.unpack(packed)
+                for j = 1, #recs do
+                    out[#out + 1] = recs[j]
+                end
+                redis.call('ZADD', key, o, o .. '|' .. batch_id .. '|' .. packed)
+            end
+        end
+    end
+end
+
+-- The global watermark from the partitions' state, or nil while unknown.
+local function global_watermark(base)
+    local totals = redis.call('HGETALL', base .. ':parts')
+    if #totals == 0 then
+        return nil
+    end
+    local newest = tonumber(redis.call('GET', base .. ':newest'))
+    local states = redis.call('HGETALL', base .. ':pst')
+    local at_end = {}
+    for i = 1, #states, 2 do
+        at_end[states[i]] = string.match(states[i + 1], '|(%d)$') == '1'
+    end
+    local g
+    for i = 1, #totals, 2 do
+        for p = 0, tonumber(totals[i + 1]) - 1 do
+            local field = totals[i] .. '|' .. p
+            local wm
+            if at_end[field] then
+                wm = newest
+            else
+                local lo = redis.call('ZRANGE', base .. ':pz:' .. field, 0, 0, 'WITHSCORES')
+                wm = lo[2] and tonumber(lo[2])
+            end
+            if not wm then
+                return nil -- a partition not reported yet (or nothing seen): unknown
+            end
+            if not g or wm < g then
+                g = wm
+            end
+        end
+    end
+    return g
+end
+
+-- EXTREME_PREDICTIONS for the days whose end the watermark passed.
+local function close_extreme_days(base, G, cfg, out, crit)
+    local due = redis.call('ZRANGEBYSCORE', base .. ':xpdays', '-inf', '(' .. (math.floor(G / DAY_MS)))
+    for i = 1, #due do
+        local h, d = string.match(due[i], '^(.*)|(%-?%d+)$')
+        d = tonumber(d)
+        local key = base .. ':xp:' .. h .. '|' .. d
+        local groups = redis.call('HVALS', key)
+        local n, extreme = #groups, 0
+        for j = 1, n do
+            if string.sub(groups[j], -1) == '1' then
+                extreme = extreme + 1
+            end
+        end
+        local pct = n > 0 and 100 * extreme / n or 0
+        local I = (d + 1) * DAY_MS - 1
+        local date = day_string(d)
+        local rec = alert_transition(base, {
+            holds = n >= cfg.xp_min and pct > cfg.xp_pct, type = 'EXTREME_PREDICTIONS',
+            severity = 'critical', horizon = h, value = pct, threshold = cfg.xp_pct,
+            event_time = I,
+            message = string.format('%s: %d of %d forecasts issued on %s (%.4g %%) had |z| above %.4g; threshold %.4g %% of at least %d',
+                h, extreme, n, date, pct, cfg.z_max, cfg.xp_pct, cfg.xp_min),
+            details = {'day', date, 'extreme', tostring(extreme), 'forecasts', tostring(n),
+                       'extreme_pct', fmt(pct), 'threshold_pct', fmt(cfg.xp_pct),
+                       'min_forecasts', tostring(cfg.xp_min), 'z_max', fmt(cfg.z_max)}})
+        if rec then
+            out[#out + 1] = rec
+            if rec[4] == 'firing' then
+                crit[#crit + 1] = {rec[1], I}
+            end
+        end
+        redis.call('DEL', key)
+        redis.call('ZREM', base .. ':xpdays', due[i])
+    end
+end
+
+-- ALERT_STORM at every instant in [from, G) where a critical alert started
+-- firing or one left the trailing window, in time order.
+local function storm_instants(base, from, G, cfg, out)
+    local W = cfg.storm_window
+    local starts = redis.call('ZRANGEBYSCORE', base .. ':crit', from, '(' .. G)
+    local leaving = redis.call('ZRANGEBYSCORE', base .. ':crit', from - W, '(' .. (G - W))
+    local instants, seen = {}, {}
+    for i = 1, #starts do
+        local t = tonumber(string.match(starts[i], '^(%-?%d+)|'))
+        if not seen[t] then
+            seen[t] = true
+            instants[#instants + 1] = t
+        end
+    end
+    for i = 1, #leaving do
+        local t = tonumber(string.match(leaving[i], '^(%-?%d+)|')) + W
+        if not seen[t] then
+            seen[t] = true
+            instants[#instants + 1] = t
+        end
+    end
+    table.sort(instants)
+    for i = 1, #instants do
+        local t = instants[i]
+        local inside = redis.call('ZRANGEBYSCORE', base .. ':crit', '(' .. (t - W), t)
+        local names, series = {}, {}
+        for j = 1, #inside do
+            local fp = string.match(inside[j], '^[^|]*|(.*)$')
+            names[#names + 1] = fp
+            local s = string.match(fp, '^[^|]*|([^|]*)|')
+            if s and s ~= '' and not series[s] then
+                series[s] = true
+                series[#series + 1] = s
+            end
+        end
+        local rec = alert_transition(base, {
+            holds = #inside > cfg.storm_count, type = 'ALERT_STORM', severity = 'critical',
+            value = #inside, threshold = cfg.storm_count, event_time = t,
+            message = string.format('%d critical alert(s) started firing in the hour to %s; threshold %d',
+                #inside, day_string(math.floor(t / DAY_MS)), cfg.storm_count),
+            details = {'count', tostring(#inside), 'threshold', tostring(cfg.storm_count),
+                       'window_ms', tostring(W), 'series', table.concat(series, ','),
+                       'alerts', table.concat(names, ',')}})
+        if rec then
+            out[#out + 1] = rec
+        end
+    end
+end
+
+--
+-- chorus_global KEYS[1]=<prefix>:{__global__}
+--   ARGV: batch_id, ranges ("<field>:<lo>:<hi>:<committed batches or ->;..."),
+--         anchor_field, anchor_offset, z_max, extreme pct, extreme min,
+--         storm count, storm window ms,
+--         then counted lists: n, n × (topic, partitions);
+--         n, n × (field, epoch, at_end 0/1); n, n × (field, series, event_time);
+--         n, n × (horizon, series, bucket, issued_at, revision, extreme 0/1);
+--         n, n × (fingerprint, event_time) of critical alerts started.
+-- Reply: {'ok', alert...} (alerts as chorus_monitor's).
+--
+local function global_call(keys, args)
+    local base = keys[1]
+    local batch_id, ranges, anchor_field, anchor_offset = args[1], args[2], args[3], args[4]
+    local cfg = {z_max = tonumber(args[5]), xp_pct = tonumber(args[6]), xp_min = tonumber(args[7]),
+                 storm_count = tonumber(args[8]), storm_window = tonumber(args[9])}
+    local at = 10
+    local function take(width)
+        local n = tonumber(args[at])
+        local first = at + 1
+        at = at + 1 + width * n
+        return n, first
+    end
+
+    local out = {'ok'}
+    snapshots_again(base, ranges, batch_id, out)
+
+    local n, i0 = take(2)
+    for i = 0, n - 1 do
+        redis.call('HSET', base .. ':parts', args[i0 + 2 * i], args[i0 + 2 * i + 1])
+    end
+    n, i0 = take(3)
+    for i = 0, n - 1 do
+        local field, epoch = args[i0 + 3 * i], tonumber(args[i0 + 3 * i + 1])
+        local cur = redis.call('HGET', base .. ':pst', field)
+        local seen = cur and tonumber(string.match(cur, '^(%d+)|'))
+        if not seen or epoch >= seen then -- a zombie's older epoch changes nothing
+            redis.call('HSET', base .. ':pst', field, epoch .. '|' .. args[i0 + 3 * i + 2])
+        end
+    end
+    local newest = tonumber(redis.call('GET', base .. ':newest'))
+    n, i0 = take(3)
+    for i = 0, n - 1 do
+        local t = tonumber(args[i0 + 3 * i + 2])
+        redis.call('ZADD', base .. ':pz:' .. args[i0 + 3 * i], 'GT', t, args[i0 + 3 * i + 1])
+        if not newest or t > newest then
+            newest = t
+        end
+    end
+    if newest then
+        redis.call('SET', base .. ':newest', newest)
+    end
+
+    local G_old = tonumber(redis.call('GET', base .. ':gw'))
+    n, i0 = take(6)
+    for i = 0, n - 1 do
+        local h, series, bucket = args[i0 + 6 * i], args[i0 + 6 * i + 1], args[i0 + 6 * i + 2]
+        local issued, rev = tonumber(args[i0 + 6 * i + 3]), tonumber(args[i0 + 6 * i + 4])
+        local d = math.floor(issued / DAY_MS)
+        -- A forecast of a day already closed is late: it changes nothing.
+        if not G_old or G_old < (d + 1) * DAY_MS then
+            local key = base .. ':xp:' .. h .. '|' .. d
+            local field = series .. '|' .. bucket
+            local cur = redis.call('HGET', key, field)
+            local ci, cr = 0, 0
+            if cur then
+                ci, cr = string.match(cur, '^(%-?%d+)|(%d+)|')
+                ci, cr = tonumber(ci), tonumber(cr)
+            end
+            if not cur or issued > ci or (issued == ci and rev > cr) then
+                redis.call('HSET', key, field, issued .. '|' .. rev .. '|' .. args[i0 + 6 * i + 5])
+                redis.call('ZADD', base .. ':xpdays', d, h .. '|' .. d)
+            end
+        end
+    end
+    n, i0 = take(2)
+    for i = 0, n - 1 do
+        local t = args[i0 + 2 * i + 1]
+        redis.call('ZADD', base .. ':crit', t, t .. '|' .. args[i0 + 2 * i])
+    end
+
+    -- Without an anchor record (a batch with nothing applied) outputs could
+    -- not be kept for a retry: evaluate in a later call.
+    local G = anchor_field ~= '' and global_watermark(base)
+    if G and (not G_old or G > G_old) then
+        local new, crit = {}, {}
+        close_extreme_days(base, G, cfg, new, crit)
+        for i = 1, #crit do
+            redis.call('ZADD', base .. ':crit', crit[i][2], crit[i][2] .. '|' .. crit[i][1])
+        end
+        storm_instants(base, G_old or -math.huge, G, cfg, new)
+        redis.call('SET', base .. ':gw', G)
+        redis.call('ZREMRANGEBYSCORE', base .. ':crit', '-inf', '(' .. (G - 2 * cfg.storm_window))
+        if #new > 0 then
+            local key = base .. ':osnap:' .. anchor_field
+            redis.call('ZADD', key, anchor_offset,
+                       anchor_offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(new))
+            for i = 1, #new do
+                out[#out + 1] = new[i]
+            end
+        end
+    end
+    return out
+end
