@@ -76,8 +76,11 @@ chorus_err_t chorus_codec_register(chorus_codec_t *codec, int32_t schema_id,
 
 /**
  * @brief Decode one message value into @p out (a struct matching @p type:
- *        chorus_prediction_t, chorus_actual_t, chorus_indicator_t or
- *        chorus_forecast_t). Other types give CHORUS_ERR_UNSUPPORTED. On
+ *        chorus_prediction_t, chorus_actual_t, chorus_indicator_t,
+ *        chorus_feature_importance_t or chorus_forecast_t). Other types give
+ *        CHORUS_ERR_UNSUPPORTED. A FeatureImportance has at most
+ *        CHORUS_MAX_FEATURES features (more: CHORUS_ERR_ABSURD_LENGTH), each
+ *        name a SPEC §1 name and each value finite; they come out sorted. On
  *        error the content of @p out is unspecified.
  *
  * @param framing   the topic's framing.

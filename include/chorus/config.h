@@ -181,6 +181,9 @@ typedef struct chorus_config {
         int alerts_extreme_min;         /**< alerts.extreme_predictions.min_forecasts (10) */
         int alerts_storm_count;         /**< alerts.alert_storm.count (5) */
         int alerts_storm_window_s;      /**< alerts.alert_storm.window_s (3600) */
+        double alerts_fs_change;        /**< alerts.feature_shift.change (0.20) */
+        int alerts_fs_top_n;            /**< alerts.feature_shift.top_n (10) */
+        int alerts_fs_days;             /**< alerts.feature_shift.days (30) */
 
         chorus_emit_mode_t emit_mode; /**< emit.mode (every) */
         int emit_min_models;          /**< emit.min_models (1) */

@@ -27,6 +27,9 @@ typedef enum chorus_err {
         CHORUS_ERR_NON_FINITE,        /**< "non_finite": NaN or +-Inf */
         CHORUS_ERR_BAD_TIMESTAMP,     /**< "timestamp_out_of_range": outside [1970, 2200) */
         CHORUS_ERR_UNKNOWN_HORIZON,   /**< "unknown_horizon": not in the configured list */
+        CHORUS_ERR_BAD_IMPORTANCES,   /**< "invalid_importances": a FeatureImportance whose
+                                       *   importances cannot be normalised (a negative one,
+                                       *   or a sum that is 0 or overflows) */
         CHORUS_ERR_POISON,            /**< "poison_pill": failed processing too often */
 
         /* Local errors. */

@@ -61,6 +61,24 @@ typedef struct chorus_indicator {
         double value;
 } chorus_indicator_t;
 
+/** Features per FeatureImportance record: a record with more is an
+ *  "absurd_length" dead letter. 256 covers the models we know of (tens of
+ *  features) with room, and bounds the cost of one FEATURE_SHIFT call. */
+#define CHORUS_MAX_FEATURES 256
+
+/** FeatureImportance (SPEC §3). Features are kept in ascending byte order of
+ *  their names (each a SPEC §1 name, unique: an Avro map has unique keys),
+ *  so that everything computed from a record is the same in every run. */
+typedef struct chorus_feature_importance {
+        chorus_name_t model_id;
+        int has_series;
+        chorus_name_t series;
+        int64_t computed_at;
+        size_t n_features;
+        chorus_name_t feature[CHORUS_MAX_FEATURES]; /**< sorted */
+        double importance[CHORUS_MAX_FEATURES];     /**< importance[i] is of feature[i] */
+} chorus_feature_importance_t;
+
 typedef enum chorus_fallback {
         CHORUS_FALLBACK_NONE = 0,
         CHORUS_FALLBACK_COLD_START,

@@ -13,8 +13,8 @@
  *     tables below (one row per struct member). chorus_codec_new() checks
  *     every row against the embedded reader schema, so a schema edit that
  *     breaks the mapping fails at startup rather than per record.
- *   - Prediction, Actual, IndicatorObservation and EnsembleForecast decode
- *     into their structs; every table type encodes.
+ *   - Prediction, Actual, IndicatorObservation, FeatureImportance and
+ *     EnsembleForecast decode into their structs; every table type encodes.
  *   - Decoding maps writer fields to struct members by name: fields a newer
  *     writer added are skipped, fields an older writer lacks take the default
  *     from the reader schema JSON (Avro-C drops defaults when it parses), and
@@ -45,21 +45,22 @@
 /* ====================================================================== */
 
 typedef enum fkind {
-        K_NAME,       /* string, a SPEC §1 name (decode validates) */
-        K_TEXT,       /* string, free text: valid UTF-8, no NUL */
-        K_LABEL,      /* string, an internal label (forecast profile, method) */
-        K_TS,         /* long, timestamp in [CHORUS_TS_MIN, CHORUS_TS_MAX) */
-        K_LONG,       /* long */
-        K_DOUBLE,     /* double; decode requires it finite */
-        K_BOOL,       /* boolean <-> int */
-        K_WEIGHTS,    /* forecast: map<double>, keys present[], values weight[] */
-        K_EXPECTED,   /* forecast: array<string> from expected[] */
-        K_PRESENT,    /* forecast: array<string> from present[] */
-        K_FALLBACK,   /* forecast: ["null","string"] from chorus_fallback_t */
-        K_DETAILS,    /* alert: map<string> from detail_key[], detail_value[] (encode only) */
-        K_INT,        /* int <-> int (encode only) */
-        K_VW_MODELS,  /* validation window: array<string> from models[] (encode only) */
-        K_VW_WEIGHTS, /* validation window: map<double>, keys models[], values weight[] */
+        K_NAME,        /* string, a SPEC §1 name (decode validates) */
+        K_TEXT,        /* string, free text: valid UTF-8, no NUL */
+        K_LABEL,       /* string, an internal label (forecast profile, method) */
+        K_TS,          /* long, timestamp in [CHORUS_TS_MIN, CHORUS_TS_MAX) */
+        K_LONG,        /* long */
+        K_DOUBLE,      /* double; decode requires it finite */
+        K_BOOL,        /* boolean <-> int */
+        K_WEIGHTS,     /* forecast: map<double>, keys present[], values weight[] */
+        K_EXPECTED,    /* forecast: array<string> from expected[] */
+        K_PRESENT,     /* forecast: array<string> from present[] */
+        K_FALLBACK,    /* forecast: ["null","string"] from chorus_fallback_t */
+        K_DETAILS,     /* alert: map<string> from detail_key[], detail_value[] (encode only) */
+        K_INT,         /* int <-> int (encode only) */
+        K_VW_MODELS,   /* validation window: array<string> from models[] (encode only) */
+        K_VW_WEIGHTS,  /* validation window: map<double>, keys models[], values weight[] */
+        K_IMPORTANCES, /* feature importance: map<double> <-> feature[], importance[], sorted */
 } fkind_t;
 
 typedef struct fdesc {
@@ -101,6 +102,13 @@ static const fdesc_t indicator_fields[] = {
     REQ(chorus_indicator_t, indicator, K_NAME),
     REQ(chorus_indicator_t, observed_at, K_TS),
     REQ(chorus_indicator_t, value, K_DOUBLE),
+};
+
+static const fdesc_t feature_importance_fields[] = {
+    REQ(chorus_feature_importance_t, model_id, K_NAME),
+    OPT(chorus_feature_importance_t, series, has_series, K_NAME),
+    REQ(chorus_feature_importance_t, computed_at, K_TS),
+    {"importances", K_IMPORTANCES, 0, 0, 0, 0},
 };
 
 static const fdesc_t forecast_fields[] = {
@@ -174,8 +182,9 @@ static const struct tdesc {
                               sizeof(chorus_actual_t), 1},
     [CHORUS_RECORD_INDICATOR] = {"indicator_observation.avsc", "IndicatorObservation",
                                  TABLE(indicator_fields), sizeof(chorus_indicator_t), 1},
-    [CHORUS_RECORD_FEATURE_IMPORTANCE] = {"feature_importance.avsc", "FeatureImportance", NULL, 0,
-                                          0, 0},
+    [CHORUS_RECORD_FEATURE_IMPORTANCE] = {"feature_importance.avsc", "FeatureImportance",
+                                          TABLE(feature_importance_fields),
+                                          sizeof(chorus_feature_importance_t), 1},
     [CHORUS_RECORD_FORECAST] = {"ensemble_forecast.avsc", "EnsembleForecast",
                                 TABLE(forecast_fields), sizeof(chorus_forecast_t), 1},
     [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", TABLE(alert_fields), sizeof(chorus_alert_t), 0},
@@ -310,6 +319,7 @@ static int kind_matches(fkind_t k, avro_schema_t s) {
                 return t == AVRO_INT32;
         case K_WEIGHTS:
         case K_VW_WEIGHTS:
+        case K_IMPORTANCES:
                 return t == AVRO_MAP && is_avro_double(deref(avro_schema_map_values(s)));
         case K_EXPECTED:
         case K_PRESENT:
@@ -941,6 +951,100 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
         return CHORUS_OK;
 }
 
+/* importances: map<double> into feature[] / importance[], sorted by name.
+ * The map is read in writer order, then each entry is moved to its rank, so
+ * the record is the same whatever order the writer used. */
+static chorus_err_t store_importances(const fdesc_t *fd, avro_value_t *v,
+                                      chorus_feature_importance_t *fi, char *errstr,
+                                      size_t errstr_size) {
+        size_t rank[CHORUS_MAX_FEATURES];
+        char why[160];
+        chorus_err_t err;
+        size_t count;
+
+        unwrap(v);
+        if (avro_value_get_type(v) != AVRO_MAP || avro_value_get_size(v, &count)) {
+                chorus_seterr(errstr, errstr_size, "field %s: not a map", fd->name);
+                return CHORUS_ERR_MALFORMED;
+        }
+        if (count > CHORUS_MAX_FEATURES) {
+                chorus_seterr(errstr, errstr_size, "field %s: %zu features exceeds %d", fd->name,
+                              count, CHORUS_MAX_FEATURES);
+                return CHORUS_ERR_ABSURD_LENGTH;
+        }
+        for (size_t i = 0; i < count; i++) {
+                scalar_t sc = {0};
+                avro_value_t e;
+                const char *key = NULL;
+                size_t n;
+
+                if (avro_value_get_by_index(v, i, &e, &key) || !key)
+                        return CHORUS_ERR_MALFORMED;
+                /* Avro-C keeps map keys as C strings (the walk has bounded
+                 * their length): a key with an embedded NUL reads as its
+                 * part before the NUL, which the name rules then judge. */
+                n = strlen(key);
+                if (n > CHORUS_NAME_MAX) {
+                        chorus_seterr(errstr, errstr_size,
+                                      "field %s: a feature name of %zu bytes exceeds %d", fd->name,
+                                      n, CHORUS_NAME_MAX);
+                        return CHORUS_ERR_ABSURD_LENGTH;
+                }
+                if ((err = chorus_codec_name_explain(key, n, why, sizeof(why)))) {
+                        chorus_seterr(errstr, errstr_size, "field %s: feature name: %s", fd->name,
+                                      why);
+                        return err;
+                }
+                scalar_from_value(&e, &sc);
+                if (sc.t == S_LONG) {
+                        sc.t = S_DOUBLE;
+                        sc.d = (double)sc.l;
+                }
+                if (sc.t != S_DOUBLE) {
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is not a number", fd->name,
+                                      key);
+                        return CHORUS_ERR_MALFORMED;
+                }
+                if (!isfinite(sc.d)) {
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is %s", fd->name, key,
+                                      isnan(sc.d) ? "NaN"
+                                      : sc.d > 0  ? "+Inf"
+                                                  : "-Inf");
+                        return CHORUS_ERR_NON_FINITE;
+                }
+                memcpy(fi->feature[i], key, n + 1);
+                fi->importance[i] = sc.d;
+        }
+        /* Map keys are unique, so the ranks are a permutation; apply it by
+         * following its cycles (at most count swaps). */
+        for (size_t i = 0; i < count; i++) {
+                rank[i] = 0;
+                for (size_t j = 0; j < count; j++)
+                        if (strcmp(fi->feature[j], fi->feature[i]) < 0)
+                                rank[i]++;
+        }
+        for (size_t i = 0; i < count; i++)
+                while (rank[i] != i) {
+                        size_t r = rank[i], tr;
+                        chorus_name_t tn;
+                        double td;
+
+                        if (rank[r] == r) /* two equal names: cannot happen in a map */
+                                return CHORUS_ERR_MALFORMED;
+                        memcpy(tn, fi->feature[r], sizeof(tn));
+                        memcpy(fi->feature[r], fi->feature[i], sizeof(tn));
+                        memcpy(fi->feature[i], tn, sizeof(tn));
+                        td = fi->importance[r];
+                        fi->importance[r] = fi->importance[i];
+                        fi->importance[i] = td;
+                        tr = rank[r];
+                        rank[r] = r;
+                        rank[i] = tr;
+                }
+        fi->n_features = count;
+        return CHORUS_OK;
+}
+
 static chorus_err_t store_fallback(const fdesc_t *fd, const scalar_t *sc, chorus_forecast_t *fc,
                                    char *errstr, size_t errstr_size) {
         static const chorus_fallback_t all[] = {
@@ -981,6 +1085,8 @@ static chorus_err_t decode_field(const writer_t *w, const rtype_t *rt, size_t i,
                 return store_names(fd, &fv, out, errstr, errstr_size);
         case K_WEIGHTS:
                 return store_weights(fd, &fv, out, errstr, errstr_size);
+        case K_IMPORTANCES:
+                return store_importances(fd, &fv, out, errstr, errstr_size);
         case K_FALLBACK:
                 scalar_from_value(&fv, &sc);
                 return store_fallback(fd, &sc, out, errstr, errstr_size);
@@ -1138,6 +1244,36 @@ static chorus_err_t put_weights(avro_value_t *map, const chorus_name_t *models,
         return CHORUS_OK;
 }
 
+static chorus_err_t put_importances(avro_value_t *map, const chorus_feature_importance_t *fi,
+                                    char *errstr, size_t errstr_size) {
+        avro_value_t e;
+        int is_new;
+
+        if (fi->n_features > CHORUS_MAX_FEATURES) {
+                chorus_seterr(errstr, errstr_size, "field importances: %zu features exceeds %d",
+                              fi->n_features, CHORUS_MAX_FEATURES);
+                return CHORUS_ERR_INVALID_ARG;
+        }
+        for (size_t i = 0; i < fi->n_features; i++) {
+                if (strnlen(fi->feature[i], sizeof(fi->feature[i])) == sizeof(fi->feature[i])) {
+                        chorus_seterr(errstr, errstr_size,
+                                      "field importances: feature %zu not NUL-terminated", i);
+                        return CHORUS_ERR_INVALID_ARG;
+                }
+                if (avro_value_add(map, fi->feature[i], &e, NULL, &is_new))
+                        return CHORUS_ERR_NOMEM;
+                if (!is_new) {
+                        chorus_seterr(errstr, errstr_size,
+                                      "field importances: feature %s appears twice",
+                                      fi->feature[i]);
+                        return CHORUS_ERR_INVALID_ARG;
+                }
+                if (avro_value_set_double(&e, fi->importance[i]))
+                        return CHORUS_ERR_NOMEM;
+        }
+        return CHORUS_OK;
+}
+
 static chorus_err_t put_details(avro_value_t *map, const chorus_alert_t *a, char *errstr,
                                 size_t errstr_size) {
         avro_value_t e;
@@ -1231,6 +1367,9 @@ static chorus_err_t put_field(const fdesc_t *fd, avro_value_t *v, const unsigned
         case K_DETAILS:
                 return put_details(v, (const chorus_alert_t *)(const void *)rec, errstr,
                                    errstr_size);
+        case K_IMPORTANCES:
+                return put_importances(v, (const chorus_feature_importance_t *)(const void *)rec,
+                                       errstr, errstr_size);
         }
         return CHORUS_ERR_UNSUPPORTED;
 }
@@ -1281,8 +1420,8 @@ chorus_err_t chorus_codec_encode(chorus_codec_t *codec, chorus_record_type_t typ
                  * overwritten, which lets Avro-C reuse the string buffers
                  * instead of freeing and allocating them per record. */
                 if ((fd->kind == K_WEIGHTS || fd->kind == K_EXPECTED || fd->kind == K_PRESENT ||
-                     fd->kind == K_DETAILS || fd->kind == K_VW_MODELS ||
-                     fd->kind == K_VW_WEIGHTS) &&
+                     fd->kind == K_DETAILS || fd->kind == K_VW_MODELS || fd->kind == K_VW_WEIGHTS ||
+                     fd->kind == K_IMPORTANCES) &&
                     avro_value_reset(&fv))
                         goto avro_fail;
                 if (fd->optional) {

@@ -25,6 +25,8 @@ static const struct {
     [CHORUS_ERR_BAD_TIMESTAMP] = {"timestamp_out_of_range",
                                   "Timestamp before 1970-01-01 or at/after 2200-01-01"},
     [CHORUS_ERR_UNKNOWN_HORIZON] = {"unknown_horizon", "Horizon is not in the configured list"},
+    [CHORUS_ERR_BAD_IMPORTANCES] = {"invalid_importances",
+                                    "Feature importances cannot be normalised to sum to 1"},
     [CHORUS_ERR_POISON] = {"poison_pill", "Record failed processing too many times"},
     [CHORUS_ERR_CONFIG] = {"config", "Configuration error"},
     [CHORUS_ERR_INVALID_ARG] = {"invalid_argument", "Invalid argument"},

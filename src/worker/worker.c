@@ -31,6 +31,7 @@
 #include "chorus/codec.h"
 #include "chorus/commit_meta.h"
 #include "chorus/dead_letter.h"
+#include "chorus/feature_shift.h"
 #include "chorus/forecast.h"
 #include "chorus/identity.h"
 #include "chorus/log.h"
@@ -63,6 +64,10 @@ typedef struct entry {
         union {
                 chorus_prediction_t prediction;
                 chorus_actual_t actual;
+                /* A FeatureImportance is too large to keep per entry (up to
+                 * 256 features): its model only, and it is decoded again
+                 * from raw when its state call is queued. */
+                chorus_name_t fi_model;
         } rec;
 } entry_t;
 
@@ -80,7 +85,8 @@ typedef struct dead_letter {
 
 /* Snapshots to release once their outputs are committed. */
 typedef struct release {
-        chorus_name_t series;
+        chorus_name_t series; /* or, with fi, a FeatureImportance model */
+        int fi;               /* the model's base key, {fi|<model>} */
         const char *topic;
         int32_t partition;
         int64_t offset;
@@ -147,6 +153,7 @@ struct chorus_worker_s {
         chorus_series_map_t *actual_wm; /* newest actual watermark seen per series */
         chorus_series_map_t *blocked;   /* series with a prediction waiting, this batch */
         chorus_monitor_t *monitor;      /* alerts.enabled: the batch's monitoring calls */
+        chorus_feature_shift_t *fs;     /* the FeatureImportance being decoded or queued */
         chorus_global_t *global;        /* alerts.enabled: the batch's global call */
         VEC(chorus_global_topic_t, input_topics); /* partition counts, read once */
         char batch_id[64];                        /* of the batch being processed and committed */
@@ -219,8 +226,8 @@ static position_t *position_get(chorus_worker_t *w, const char *topic, int32_t p
 /* The configured name of input topic @p name, or NULL if it is not one. */
 static const char *input_role(const chorus_worker_t *w, const char *name,
                               chorus_topic_role_t *role) {
-        static const chorus_topic_role_t inputs[] = {CHORUS_TOPIC_PREDICTIONS,
-                                                     CHORUS_TOPIC_ACTUALS};
+        static const chorus_topic_role_t inputs[] = {CHORUS_TOPIC_PREDICTIONS, CHORUS_TOPIC_ACTUALS,
+                                                     CHORUS_TOPIC_FEATURE_IMPORTANCE};
         for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
                 if (!strcmp(w->cfg->topics[inputs[i]].name, name)) {
                         *role = inputs[i];
@@ -495,6 +502,12 @@ static chorus_err_t setup_kafka(chorus_worker_t *w, char *errstr, size_t errstr_
                                           RD_KAFKA_PARTITION_UA);
         rd_kafka_topic_partition_list_add(topics, w->cfg->topics[CHORUS_TOPIC_ACTUALS].name,
                                           RD_KAFKA_PARTITION_UA);
+        /* FEATURE_SHIFT's input, only with monitoring on: turned on later,
+         * the group reads the topic from its start. */
+        if (w->cfg->alerts_enabled)
+                rd_kafka_topic_partition_list_add(
+                    topics, w->cfg->topics[CHORUS_TOPIC_FEATURE_IMPORTANCE].name,
+                    RD_KAFKA_PARTITION_UA);
         err = rd_kafka_subscribe(w->consumer, topics);
         rd_kafka_topic_partition_list_destroy(topics);
         if (err) {
@@ -516,6 +529,13 @@ static chorus_err_t setup_codec(chorus_worker_t *w, char *errstr, size_t errstr_
                 return CHORUS_ERR_CONFIG;
         for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
                 const chorus_topic_conf_t *t = &cfg->topics[inputs[i]];
+                if ((err = chorus_codec_register(w->codec, t->schema_id, t->type,
+                                                 chorus_record_schema_json(t->type), errstr,
+                                                 errstr_size)))
+                        return err;
+        }
+        if (cfg->alerts_enabled) {
+                const chorus_topic_conf_t *t = &cfg->topics[CHORUS_TOPIC_FEATURE_IMPORTANCE];
                 if ((err = chorus_codec_register(w->codec, t->schema_id, t->type,
                                                  chorus_record_schema_json(t->type), errstr,
                                                  errstr_size)))
@@ -608,6 +628,7 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
                 goto fail;
         }
         if (!(w->actual_wm = chorus_series_map_new()) || !(w->blocked = chorus_series_map_new()) ||
+            !(w->fs = chorus_feature_shift_new(cfg)) ||
             (cfg->alerts_enabled &&
              (!(w->monitor = chorus_monitor_new(cfg)) || !(w->global = chorus_global_new(cfg))))) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -671,6 +692,7 @@ void chorus_worker_destroy(chorus_worker_t *w) {
         chorus_series_map_destroy(w->actual_wm);
         chorus_series_map_destroy(w->blocked);
         chorus_monitor_destroy(w->monitor);
+        chorus_feature_shift_destroy(w->fs);
         chorus_global_destroy(w->global);
         free(w->input_topics);
         chorus_dlq_steps_destroy(w->dlq_steps);
@@ -939,8 +961,15 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         e->partition = m->partition;
         e->offset = m->offset;
 
-        err = chorus_codec_decode(w->codec, t->type, t->framing, t->schema_id, m->payload, m->len,
-                                  &e->rec, NULL, errstr, sizeof(errstr));
+        if (role == CHORUS_TOPIC_FEATURE_IMPORTANCE) {
+                err = chorus_feature_shift_decode(w->fs, w->codec, t, m->payload, m->len, errstr,
+                                                  sizeof(errstr));
+                if (!err)
+                        snprintf(e->rec.fi_model, sizeof(e->rec.fi_model), "%s",
+                                 chorus_feature_shift_record(w->fs)->model_id);
+        } else
+                err = chorus_codec_decode(w->codec, t->type, t->framing, t->schema_id, m->payload,
+                                          m->len, &e->rec, NULL, errstr, sizeof(errstr));
         if (!err && role == CHORUS_TOPIC_PREDICTIONS &&
             !chorus_config_horizon_allowed(cfg, e->rec.prediction.horizon)) {
                 snprintf(errstr, sizeof(errstr), "horizon %s is not configured",
@@ -952,7 +981,9 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
                  * letter is committed already (a re-read). */
                 e->dead = err;
                 snprintf(e->dead_msg, sizeof(e->dead_msg), "%s", errstr);
-        } else if (role == CHORUS_TOPIC_PREDICTIONS)
+        } else if (role == CHORUS_TOPIC_FEATURE_IMPORTANCE)
+                e->bucket = 0; /* not bucketed */
+        else if (role == CHORUS_TOPIC_PREDICTIONS)
                 e->bucket =
                     chorus_bucket_of(e->rec.prediction.target_time,
                                      chorus_config_resolution_ms(cfg, e->rec.prediction.series));
@@ -1012,8 +1043,14 @@ static void queue_state_calls(chorus_worker_t *w) {
         snprintf(w->batch_id, sizeof(w->batch_id), "%s-%" PRIu64, w->instance_id, ++w->batch_seq);
         chorus_state_batch_begin(w->state, w->batch_id);
         for (size_t i = 0; i < w->n_releases; i++)
-                chorus_state_add_release(w->state, w->releases[i].series, w->releases[i].topic,
-                                         w->releases[i].partition, w->releases[i].offset);
+                if (w->releases[i].fi)
+                        chorus_feature_shift_queue_release(
+                            w->state, w->releases[i].series, w->releases[i].topic,
+                            w->releases[i].partition, w->releases[i].offset);
+                else
+                        chorus_state_add_release(w->state, w->releases[i].series,
+                                                 w->releases[i].topic, w->releases[i].partition,
+                                                 w->releases[i].offset);
         for (size_t i = 0; i < w->n_dlq_done; i++)
                 chorus_state_add_dead_letter_done(w->state, w->dlq_done[i].topic,
                                                   w->dlq_done[i].partition,
@@ -1026,9 +1063,24 @@ static void queue_state_calls(chorus_worker_t *w) {
                 chorus_source_t src = source_of(w, e);
 
                 e->reply = NO_REPLY;
+                if (!e->dead && e->role == CHORUS_TOPIC_FEATURE_IMPORTANCE) {
+                        char errstr[256];
+                        /* The same bytes decoded at admit: cannot fail, but
+                         * if it did, a dead letter beats a wrong call. */
+                        e->dead =
+                            chorus_feature_shift_decode(w->fs, w->codec, &w->cfg->topics[e->role],
+                                                        e->has_value ? e->raw + e->key_len : NULL,
+                                                        e->value_len, errstr, sizeof(errstr));
+                        if (e->dead)
+                                snprintf(e->dead_msg, sizeof(e->dead_msg), "%s", errstr);
+                        else
+                                chorus_feature_shift_queue(w->fs, w->state, &src, w->batch_id);
+                }
                 if (e->dead) {
                         chorus_state_add_dead_letter_seen(w->state, e->topic, e->partition,
                                                           e->offset);
+                } else if (e->role == CHORUS_TOPIC_FEATURE_IMPORTANCE) {
+                        /* queued above */
                 } else if (e->role == CHORUS_TOPIC_PREDICTIONS) {
                         size_t n_configured;
                         int force =
@@ -1058,7 +1110,7 @@ static void learn_watermarks(chorus_worker_t *w) {
                 const entry_t *e = &w->entries[i];
                 int64_t wm;
                 const redisReply *r;
-                if (e->reply == NO_REPLY || e->dead)
+                if (e->reply == NO_REPLY || e->dead || e->role == CHORUS_TOPIC_FEATURE_IMPORTANCE)
                         continue;
                 r = chorus_state_batch_reply(w->state, e->reply);
                 wm = chorus_state_reply_watermark(r);
@@ -1154,7 +1206,7 @@ static void add_release(chorus_worker_t *w, const entry_t *e) {
 
         for (size_t i = 0; i < w->n_batch_releases; i++) {
                 r = &w->batch_releases[i];
-                if (same_partition(r->topic, r->partition, e->topic, e->partition) &&
+                if (same_partition(r->topic, r->partition, e->topic, e->partition) && !r->fi &&
                     !strcmp(r->series, e->rec.prediction.series)) {
                         if (e->offset > r->offset)
                                 r->offset = e->offset;
@@ -1163,6 +1215,7 @@ static void add_release(chorus_worker_t *w, const entry_t *e) {
         }
         r = VEC_PUSH(w, batch_releases);
         snprintf(r->series, sizeof(r->series), "%s", e->rec.prediction.series);
+        r->fi = 0;
         r->topic = e->topic;
         r->partition = e->partition;
         r->offset = e->offset;
@@ -1191,6 +1244,106 @@ static void processing_failed(chorus_worker_t *w, entry_t *e, const char *why) {
                           e->key_len, e->has_value ? e->raw + e->key_len : NULL, e->value_len,
                           CHORUS_ERR_POISON, msg);
         free(e->raw);
+}
+
+static chorus_err_t produce_monitor_record(chorus_worker_t *w, chorus_topic_role_t role,
+                                           chorus_record_type_t type, const void *rec,
+                                           const char *key);
+
+/* The alerts of FeatureImportance @p e wait in its model's snapshots at its
+ * offset until the commit releases them. */
+static void add_fi_release(chorus_worker_t *w, const entry_t *e) {
+        release_t *r;
+
+        for (size_t i = 0; i < w->n_batch_releases; i++) {
+                r = &w->batch_releases[i];
+                if (same_partition(r->topic, r->partition, e->topic, e->partition) && r->fi &&
+                    !strcmp(r->series, e->rec.fi_model)) {
+                        if (e->offset > r->offset)
+                                r->offset = e->offset;
+                        return;
+                }
+        }
+        r = VEC_PUSH(w, batch_releases);
+        snprintf(r->series, sizeof(r->series), "%s", e->rec.fi_model);
+        r->fi = 1;
+        r->topic = e->topic;
+        r->partition = e->partition;
+        r->offset = e->offset;
+}
+
+/* One chorus_feature_importance reply: its FEATURE_SHIFT transitions go out
+ * in the batch's transaction. Frees or carries @p e.
+ * @returns CHORUS_ERR_KAFKA when a produce failed (the batch aborts). */
+static chorus_err_t handle_feature_importance(chorus_worker_t *w, entry_t *e, const redisReply *r) {
+        chorus_fs_status_t status = chorus_feature_shift_reply_status(r);
+        size_t n = chorus_feature_shift_reply_alerts(r);
+        chorus_alert_t *alert;
+        chorus_err_t err = CHORUS_OK;
+
+        switch (status) {
+        case CHORUS_FS_FENCED:
+                chorus_log_error("worker",
+                                 "msg=\"fenced: partition has a newer owner\" topic=%s "
+                                 "partition=%d offset=%" PRId64,
+                                 e->topic, (int)e->partition, e->offset);
+                w->fenced = 1;
+                free(e->raw);
+                return CHORUS_OK;
+        case CHORUS_FS_REPLAYED:
+                w->stats.replayed++;
+                free(e->raw);
+                return CHORUS_OK;
+        case CHORUS_FS_ERROR:
+                processing_failed(w, e,
+                                  r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                return CHORUS_OK;
+        case CHORUS_FS_LATE:
+                chorus_log_info("monitor",
+                                "msg=\"late feature importance: stored, not judged\" model=%s "
+                                "topic=%s partition=%d offset=%" PRId64,
+                                e->rec.fi_model, e->topic, (int)e->partition, e->offset);
+                break;
+        default:
+                break;
+        }
+        if (status == CHORUS_FS_REEMIT)
+                w->stats.reemitted++;
+        else
+                w->stats.applied++;
+        if (!n) {
+                free(e->raw);
+                return CHORUS_OK;
+        }
+        if (!(alert = malloc(sizeof(*alert)))) {
+                processing_failed(w, e, "out of memory");
+                return CHORUS_OK;
+        }
+        /* All checked before any is produced, so that a retry repeats nothing. */
+        for (size_t k = 0; k < n; k++)
+                if (chorus_feature_shift_reply_alert(r, k, alert)) {
+                        chorus_log_error("monitor", "msg=\"malformed alert\" model=%s",
+                                         e->rec.fi_model);
+                        free(alert);
+                        processing_failed(w, e, "malformed alert");
+                        return CHORUS_OK;
+                }
+        for (size_t k = 0; k < n && !err; k++) {
+                chorus_feature_shift_reply_alert(r, k, alert);
+                chorus_log_info("monitor",
+                                "msg=\"alert\" fingerprint=%s state=%s severity=%s "
+                                "event_time=%" PRId64,
+                                alert->fingerprint, alert->state, alert->severity,
+                                alert->event_time);
+                if (!(err = produce_monitor_record(w, CHORUS_TOPIC_ALERTS, CHORUS_RECORD_ALERT,
+                                                   alert, alert->fingerprint)))
+                        chorus_telemetry_alert(w->tm, alert->type, alert->state, alert->severity);
+        }
+        free(alert);
+        if (!err)
+                add_fi_release(w, e);
+        free(e->raw);
+        return err ? CHORUS_ERR_KAFKA : CHORUS_OK;
 }
 
 static chorus_err_t handle_replies(chorus_worker_t *w) {
@@ -1226,6 +1379,11 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                                                   e->has_value ? e->raw + e->key_len : NULL,
                                                   e->value_len, e->dead, e->dead_msg);
                         free(e->raw);
+                        continue;
+                }
+                if (e->role == CHORUS_TOPIC_FEATURE_IMPORTANCE) {
+                        if (handle_feature_importance(w, e, r) == CHORUS_ERR_KAFKA)
+                                kafka_err = CHORUS_ERR_KAFKA;
                         continue;
                 }
                 if (w->monitor && status != CHORUS_APPLY_HOLD && status != CHORUS_APPLY_FENCED &&
