@@ -181,6 +181,9 @@ typedef struct chorus_config {
         int alerts_extreme_min;         /**< alerts.extreme_predictions.min_forecasts (10) */
         int alerts_storm_count;         /**< alerts.alert_storm.count (5) */
         int alerts_storm_window_s;      /**< alerts.alert_storm.window_s (3600) */
+        double alerts_stale_factor;     /**< alerts.data_stale.factor (2.0) */
+        int alerts_stale_min_hours;     /**< alerts.data_stale.min_hours (24) */
+        int alerts_stale_lookback_days; /**< alerts.data_stale.lookback_days (90) */
         double alerts_fs_change;        /**< alerts.feature_shift.change (0.20) */
         int alerts_fs_top_n;            /**< alerts.feature_shift.top_n (10) */
         int alerts_fs_days;             /**< alerts.feature_shift.days (30) */

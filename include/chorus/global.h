@@ -46,6 +46,18 @@ int chorus_global_note_forecast(chorus_global_t *g, const chorus_forecast_t *fc)
  *  escalated) counts towards ALERT_STORM. @returns 0, or -1 when out of memory. */
 int chorus_global_note_alert(chorus_global_t *g, const chorus_alert_t *a);
 
+/** @brief Series @p series' newest actual is @p newest and it is stale
+ *  after @p deadline (DATA_STALE). @returns 0, or -1 when out of memory. */
+int chorus_global_note_stale(chorus_global_t *g, const char *series, int64_t newest,
+                             int64_t deadline);
+
+/** @brief Whether a record applied now with event time @p t is late: older
+ *  than the newest this worker applied from its stream (SPEC §1). Kept in
+ *  memory across batches, so it undercounts after a rebalance.
+ *  @returns 1 if late, 0 if not (or out of memory). */
+int chorus_global_late(chorus_global_t *g, const char *series, const chorus_source_t *src,
+                       int64_t t);
+
 /** @returns whether a record was noted: only then has the call an anchor for
  *  its outputs (chorus_global_anchor). */
 int chorus_global_has_anchor(const chorus_global_t *g);
@@ -67,6 +79,13 @@ typedef struct chorus_global_topic {
         const char *topic;
         int32_t partitions;
 } chorus_global_topic_t;
+
+/** @returns whether the partitions' state differs from the one last passed
+ *  here (and remembers this one): a batch with nothing applied calls only
+ *  to report a change, so that a worker whose partitions are all empty or
+ *  idle does not keep the global watermark unknown. */
+int chorus_global_partitions_changed(chorus_global_t *g, const chorus_global_partition_t *parts,
+                                     size_t n_parts);
 
 /** @brief Queue the chorus_global call of the batch. */
 void chorus_global_queue(chorus_global_t *g, chorus_state_t *st, const char *batch_id,

@@ -76,6 +76,7 @@ size_t chorus_monitor_reply_outputs(const redisReply *r);
 typedef enum chorus_monitor_output {
         CHORUS_MONITOR_ALERT = 0, /**< an Alert for chorus.alerts */
         CHORUS_MONITOR_WINDOW,    /**< a ValidationWindow for chorus.validation */
+        CHORUS_MONITOR_STALE,     /**< not an output: the series' DATA_STALE deadline */
 } chorus_monitor_output_t;
 
 /** @returns the kind of output @p i of a checked reply. */
@@ -89,5 +90,11 @@ chorus_err_t chorus_monitor_reply_alert(const redisReply *r, size_t i, chorus_al
  *  @returns CHORUS_OK, or CHORUS_ERR_STATE if it is malformed. */
 chorus_err_t chorus_monitor_reply_window(const redisReply *r, size_t i,
                                          chorus_validation_window_t *out);
+
+/** @brief Output @p i of a checked reply, the series' newest actual and the
+ *  instant after which it is stale (DATA_STALE, judged by the global call).
+ *  @returns CHORUS_OK, or CHORUS_ERR_STATE if it is malformed. */
+chorus_err_t chorus_monitor_reply_stale(const redisReply *r, size_t i, int64_t *newest,
+                                        int64_t *deadline);
 
 #endif /* CHORUS_MONITOR_H */

@@ -82,8 +82,8 @@ void chorus_telemetry_hold(chorus_telemetry_t *tm);
 /** @brief Records held or retried in the worker now, waiting for a later batch. */
 void chorus_telemetry_waiting(chorus_telemetry_t *tm, size_t n);
 
-/** @brief A record arrived after its window closed. Nothing calls this until
- *  late-data monitoring (SPEC §6) lands: the counter reads 0. */
+/** @brief A late record was applied (SPEC §1): older than its stream's
+ *  newest event time this worker applied. */
 void chorus_telemetry_late(chorus_telemetry_t *tm);
 
 /** @brief An alert record produced (SPEC §6): its @p type, @p state

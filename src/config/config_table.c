@@ -369,7 +369,7 @@ const conf_prop_t chorus_conf_props[] = {
      .desc =
          "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
          "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`, `DATA_MISSING`, "
-         "`WEIGHT_SHIFT`, `EXTREME_PREDICTIONS`, `ALERT_STORM`), "
+         "`WEIGHT_SHIFT`, `EXTREME_PREDICTIONS`, `ALERT_STORM`, `DATA_STALE`), "
          "emit the "
          "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
          "by default while the monitoring issue is in progress."},
@@ -537,6 +537,33 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 86400 * 30,
      .def = "3600",
      .desc = "`ALERT_STORM`: the trailing window of event time, in seconds."},
+    {.name = "alerts.data_stale.factor",
+     .type = CONF_DOUBLE,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_stale_factor),
+     .flags = CONF_F_MIN_EXCL | CONF_F_NO_MAX,
+     .min = 0,
+     .def = "2.0",
+     .desc = "`DATA_STALE` (SPEC §6.7): a series is stale when the time since its newest "
+             "actual exceeds the larger of `min_hours` and this times the largest gap between "
+             "its consecutive actuals in the `lookback_days` before the newest; judged on the "
+             "global watermark."},
+    {.name = "alerts.data_stale.min_hours",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_stale_min_hours),
+     .min = 1,
+     .max = 24 * 3650,
+     .def = "24",
+     .desc = "`DATA_STALE`: the smallest allowed gap, in hours."},
+    {.name = "alerts.data_stale.lookback_days",
+     .type = CONF_INT,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_stale_lookback_days),
+     .min = 1,
+     .max = 3650,
+     .def = "90",
+     .desc = "`DATA_STALE`: days before the newest actual whose gaps set the allowed gap."},
     {.name = "alerts.overfitting.critical_divergence",
      .type = CONF_DOUBLE,
      .section = CONF_SEC_ALERTS,

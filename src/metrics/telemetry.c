@@ -170,8 +170,8 @@ chorus_telemetry_t *chorus_telemetry_new(const chorus_config_t *cfg, int64_t liv
                              "predictions and retried records).",
                              NULL, 0);
         tm->late = scalar(m, CHORUS_METRIC_COUNTER, "chorus_late_records_total",
-                          "Records that arrived after their window closed (always 0 until "
-                          "late-data monitoring lands).",
+                          "Records applied with an event time older than their stream's "
+                          "newest (SPEC §1 late records; counted with alerts.enabled).",
                           NULL, 0);
         tm->transactions = chorus_metrics_add(
             m, CHORUS_METRIC_COUNTER, "chorus_transactions_total",

@@ -34,6 +34,11 @@ typedef struct served {
         int extreme;
 } served_t;
 
+typedef struct stale {
+        chorus_name_t series;
+        int64_t newest, deadline;
+} stale_t;
+
 typedef struct started {
         char fingerprint[sizeof(((chorus_alert_t *)0)->fingerprint)];
         int64_t event_time;
@@ -50,6 +55,10 @@ struct chorus_global {
         size_t n_served, served_cap;
         started_t *started;
         size_t n_started, started_cap;
+        stale_t *stale;
+        size_t n_stale, stale_cap;
+        chorus_series_map_t *stream_newest; /* across batches: for late records */
+        char *reported; /* the partitions' state last reported, across batches */
         chorus_source_t anchor;
         int has_anchor;
 };
@@ -57,7 +66,10 @@ struct chorus_global {
 chorus_global_t *chorus_global_new(const chorus_config_t *cfg) {
         chorus_global_t *g = calloc(1, sizeof(*g));
 
-        if (!g || !(g->index = chorus_series_map_new())) {
+        if (!g || !(g->index = chorus_series_map_new()) ||
+            !(g->stream_newest = chorus_series_map_new())) {
+                if (g)
+                        chorus_series_map_destroy(g->index);
                 free(g);
                 return NULL;
         }
@@ -68,7 +80,7 @@ chorus_global_t *chorus_global_new(const chorus_config_t *cfg) {
 void chorus_global_reset(chorus_global_t *g) {
         for (size_t i = 0; i < g->n_streams; i++)
                 free(g->streams[i].key);
-        g->n_streams = g->n_ranges = g->n_served = g->n_started = 0;
+        g->n_streams = g->n_ranges = g->n_served = g->n_started = g->n_stale = 0;
         g->has_anchor = 0;
         chorus_series_map_clear(g->index);
 }
@@ -78,6 +90,9 @@ void chorus_global_destroy(chorus_global_t *g) {
                 return;
         chorus_global_reset(g);
         chorus_series_map_destroy(g->index);
+        chorus_series_map_destroy(g->stream_newest);
+        free(g->reported);
+        free(g->stale);
         free(g->streams);
         free(g->ranges);
         free(g->served);
@@ -174,6 +189,49 @@ int chorus_global_note_alert(chorus_global_t *g, const chorus_alert_t *a) {
         snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", a->fingerprint);
         s->event_time = a->event_time;
         return 0;
+}
+
+int chorus_global_note_stale(chorus_global_t *g, const char *series, int64_t newest,
+                             int64_t deadline) {
+        stale_t *s;
+
+        if (grow((void **)&g->stale, g->n_stale, &g->stale_cap, sizeof(*s)))
+                return -1;
+        s = &g->stale[g->n_stale++];
+        snprintf(s->series, sizeof(s->series), "%s", series);
+        s->newest = newest;
+        s->deadline = deadline;
+        return 0;
+}
+
+int chorus_global_late(chorus_global_t *g, const char *series, const chorus_source_t *src,
+                       int64_t t) {
+        char key[300 + CHORUS_NAME_MAX + 2];
+        int64_t newest;
+
+        snprintf(key, sizeof(key), "%s|%d|%s", src->topic, (int)src->partition, series);
+        newest = chorus_series_map_get(g->stream_newest, key);
+        chorus_series_map_raise(g->stream_newest, key, t);
+        return newest >= 0 && t < newest;
+}
+
+int chorus_global_partitions_changed(chorus_global_t *g, const chorus_global_partition_t *parts,
+                                     size_t n_parts) {
+        size_t cap = 1 + n_parts * (300 + 2 * NUM), len = 0;
+        char *sig = malloc(cap);
+        int changed;
+
+        if (!sig)
+                return 1;
+        sig[0] = '\0';
+        for (size_t i = 0; i < n_parts; i++)
+                len +=
+                    (size_t)snprintf(sig + len, cap - len, "%s|%d|%" PRId64 "|%d;", parts[i].topic,
+                                     (int)parts[i].partition, parts[i].epoch, parts[i].at_end);
+        changed = !g->reported || strcmp(g->reported, sig);
+        free(g->reported);
+        g->reported = sig;
+        return changed;
 }
 
 int chorus_global_has_anchor(const chorus_global_t *g) {
@@ -311,6 +369,12 @@ void chorus_global_queue(chorus_global_t *g, chorus_state_t *st, const char *bat
         for (size_t i = 0; i < g->n_started; i++) {
                 add(&a, g->started[i].fingerprint);
                 addf(&a, "%" PRId64, g->started[i].event_time);
+        }
+        addf(&a, "%zu", g->n_stale);
+        for (size_t i = 0; i < g->n_stale; i++) {
+                add(&a, g->stale[i].series);
+                addf(&a, "%" PRId64, g->stale[i].newest);
+                addf(&a, "%" PRId64, g->stale[i].deadline);
         }
         chorus_state_add_command(st, (int)a.n, a.v);
         for (size_t i = 0; i < g->n_streams; i++) /* the map's keys stay whole */

@@ -230,14 +230,14 @@ chorus_monitor_anchor_t chorus_monitor_anchor(const chorus_monitor_t *m, size_t 
         return m->notes[i].anchor;
 }
 
-#define FIXED_ARGS 26 /* FCALL, name, numkeys, base, then the 22 ARGV before the forecasts */
+#define FIXED_ARGS 29 /* FCALL, name, numkeys, base, then the 25 ARGV before the forecasts */
 
 static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note_t *n,
                       const char *batch_id, int64_t epoch, const char *committed) {
         const chorus_config_t *c = m->cfg;
         size_t argc = FIXED_ARGS + 1 + 6 * n->n_served, len = 0, cap = 64;
         const char **argv = malloc(argc * sizeof(*argv));
-        char(*num)[NUM] = malloc((14 + 4 * n->n_served + 1) * sizeof(*num));
+        char(*num)[NUM] = malloc((17 + 4 * n->n_served + 1) * sizeof(*num));
         char base[CHORUS_NAME_MAX + 64], anchor[300], *ranges = malloc(cap);
         size_t k = 0, j = 0;
 
@@ -299,6 +299,10 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         chorus_format_double(num[j], NUM, c->alerts_shift_max);
         argv[k++] = num[j++];
         argv[k++] = NUMF("%d", c->alerts_shift_days);
+        chorus_format_double(num[j], NUM, c->alerts_stale_factor);
+        argv[k++] = num[j++];
+        argv[k++] = NUMF("%lld", (long long)c->alerts_stale_min_hours * 3600000LL);
+        argv[k++] = NUMF("%lld", (long long)c->alerts_stale_lookback_days * 86400000LL);
         argv[k++] = NUMF("%zu", n->n_served);
         for (size_t i = 0; i < n->n_served; i++) {
                 const served_t *s = &n->served[i];
@@ -355,9 +359,12 @@ size_t chorus_monitor_reply_outputs(const redisReply *r) {
 chorus_monitor_output_t chorus_monitor_reply_kind(const redisReply *r, size_t i) {
         const redisReply *a = r->element[i + 1];
 
-        if (a->elements > 0 && a->element[0]->type == REDIS_REPLY_STRING &&
-            !strcmp(a->element[0]->str, "window"))
-                return CHORUS_MONITOR_WINDOW;
+        if (a->elements > 0 && a->element[0]->type == REDIS_REPLY_STRING) {
+                if (!strcmp(a->element[0]->str, "window"))
+                        return CHORUS_MONITOR_WINDOW;
+                if (!strcmp(a->element[0]->str, "stale"))
+                        return CHORUS_MONITOR_STALE;
+        }
         return CHORUS_MONITOR_ALERT;
 }
 
@@ -451,5 +458,15 @@ chorus_err_t chorus_monitor_reply_window(const redisReply *r, size_t i,
                 if (copy_str(out->models[k], sizeof(out->models[k]), f[13 + 2 * k]) ||
                     parse_num(f[14 + 2 * k], &out->weight[k], NULL))
                         return CHORUS_ERR_STATE;
+        return CHORUS_OK;
+}
+
+chorus_err_t chorus_monitor_reply_stale(const redisReply *r, size_t i, int64_t *newest,
+                                        int64_t *deadline) {
+        const redisReply *a = r->element[i + 1];
+
+        if (a->type != REDIS_REPLY_ARRAY || a->elements != 3 ||
+            parse_num(a->element[1], NULL, newest) || parse_num(a->element[2], NULL, deadline))
+                return CHORUS_ERR_STATE;
         return CHORUS_OK;
 }

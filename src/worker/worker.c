@@ -1400,6 +1400,9 @@ static chorus_err_t handle_replies(chorus_worker_t *w) {
                                 processing_failed(w, e, "out of memory");
                                 continue;
                         }
+                        if ((status == CHORUS_APPLY_APPLIED || status == CHORUS_APPLY_STALE) &&
+                            chorus_global_late(w->global, series, &src, t))
+                                chorus_telemetry_late(w->tm);
                 }
                 switch (status) {
                 case CHORUS_APPLY_APPLIED:
@@ -1886,7 +1889,22 @@ static chorus_err_t produce_monitor_outputs(chorus_worker_t *w, const redisReply
         chorus_err_t err;
 
         for (size_t k = 0; k < n; k++) {
-                if (chorus_monitor_reply_kind(r, k) == CHORUS_MONITOR_WINDOW) {
+                chorus_monitor_output_t kind = chorus_monitor_reply_kind(r, k);
+
+                if (kind == CHORUS_MONITOR_STALE) { /* for the global call, not produced */
+                        int64_t newest, deadline;
+
+                        if ((err = chorus_monitor_reply_stale(r, k, &newest, &deadline))) {
+                                chorus_log_error("monitor", "msg=\"malformed stale\" series=%s",
+                                                 series);
+                                return err;
+                        }
+                        if (w->global &&
+                            chorus_global_note_stale(w->global, series, newest, deadline))
+                                return CHORUS_ERR_NOMEM;
+                        continue;
+                }
+                if (kind == CHORUS_MONITOR_WINDOW) {
                         chorus_validation_window_t *vw = &o->window;
 
                         if ((err = chorus_monitor_reply_window(r, k, vw))) {
@@ -2023,9 +2041,9 @@ static int partition_at_end(chorus_worker_t *w, const owned_t *o) {
 
 /* The batch's third round trip (alerts.enabled): the global call, after the
  * series' monitoring calls, whose critical alerts it counts. Without a
- * record applied in the batch it only reports the partitions' state: it has
- * no record to anchor outputs to, so the global rules wait for a batch that
- * has one. */
+ * record applied in the batch it is made only when the owned partitions'
+ * state changed, and only reports it: it has no record to anchor outputs
+ * to, so the global rules wait for a batch that has one. */
 static chorus_err_t global_phase(chorus_worker_t *w, volatile sig_atomic_t *stop) {
         chorus_global_partition_t parts[64];
         size_t n_parts = 0;
@@ -2034,14 +2052,16 @@ static chorus_err_t global_phase(chorus_worker_t *w, volatile sig_atomic_t *stop
         monitor_out_t *out;
         int fenced;
 
-        if (!w->global || w->fenced || !chorus_global_has_anchor(w->global) ||
-            !input_topics_known(w))
+        if (!w->global || w->fenced || !w->n_owned || !input_topics_known(w))
                 return CHORUS_OK;
         for (size_t i = 0; i < w->n_owned && n_parts < sizeof(parts) / sizeof(parts[0]); i++) {
                 const owned_t *o = &w->owned[i];
                 parts[n_parts++] = (chorus_global_partition_t){
                     o->topic, o->partition, o->epoch, partition_at_end(w, o), o->committed_ids};
         }
+        if (!chorus_global_partitions_changed(w->global, parts, n_parts) &&
+            !chorus_global_has_anchor(w->global))
+                return CHORUS_OK;
         chorus_state_batch_begin(w->state, w->batch_id);
         chorus_global_queue(w->global, w->state, w->batch_id, parts, n_parts, w->input_topics,
                             w->n_input_topics);

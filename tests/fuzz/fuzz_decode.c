@@ -113,6 +113,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
                                    chorus_record_schema_json(CHORUS_RECORD_FORECAST), e,
                                    sizeof(e)) == CHORUS_OK,
              e);
+        must(chorus_codec_register(codec, 8, CHORUS_RECORD_FEATURE_IMPORTANCE,
+                                   chorus_record_schema_json(CHORUS_RECORD_FEATURE_IMPORTANCE), e,
+                                   sizeof(e)) == CHORUS_OK,
+             e);
         return 0;
 }
 
@@ -139,6 +143,15 @@ static void check_output(chorus_record_type_t type, const void *out) {
                 const chorus_indicator_t *i = out;
                 must(name_ok(i->indicator) && ts_ok(i->observed_at) && isfinite(i->value),
                      "indicator");
+        } else if (type == CHORUS_RECORD_FEATURE_IMPORTANCE) {
+                const chorus_feature_importance_t *fi = out;
+                must(name_ok(fi->model_id) && (!fi->has_series || name_ok(fi->series)) &&
+                         ts_ok(fi->computed_at) && fi->n_features <= CHORUS_MAX_FEATURES,
+                     "feature importance");
+                for (size_t k = 0; k < fi->n_features; k++)
+                        must(name_ok(fi->feature[k]) && isfinite(fi->importance[k]) &&
+                                 (k == 0 || strcmp(fi->feature[k - 1], fi->feature[k]) < 0),
+                             "feature: a name, finite, sorted and unique");
         } else {
                 const chorus_forecast_t *f = out;
                 must(name_ok(f->series) && name_ok(f->horizon), "forecast name");
@@ -159,12 +172,12 @@ typedef union out {
         chorus_actual_t a;
         chorus_indicator_t i;
         chorus_forecast_t f;
+        chorus_feature_importance_t fi;
 } out_t;
 
 static const int32_t reader_id[] = {
-    [CHORUS_RECORD_PREDICTION] = 1,
-    [CHORUS_RECORD_ACTUAL] = 2,
-    [CHORUS_RECORD_INDICATOR] = 3,
+    [CHORUS_RECORD_PREDICTION] = 1, [CHORUS_RECORD_ACTUAL] = 2,
+    [CHORUS_RECORD_INDICATOR] = 3,  [CHORUS_RECORD_FEATURE_IMPORTANCE] = 8,
     [CHORUS_RECORD_FORECAST] = 7,
 };
 
@@ -176,6 +189,8 @@ static size_t struct_size(chorus_record_type_t type) {
                 return sizeof(chorus_actual_t);
         case CHORUS_RECORD_INDICATOR:
                 return sizeof(chorus_indicator_t);
+        case CHORUS_RECORD_FEATURE_IMPORTANCE:
+                return sizeof(chorus_feature_importance_t);
         default:
                 return sizeof(chorus_forecast_t);
         }
@@ -215,7 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         static const chorus_record_type_t decodable[] = {
             CHORUS_RECORD_PREDICTION, CHORUS_RECORD_ACTUAL, CHORUS_RECORD_INDICATOR,
-            CHORUS_RECORD_FORECAST};
+            CHORUS_RECORD_FEATURE_IMPORTANCE, CHORUS_RECORD_FORECAST};
 
         for (size_t t = 0; t < sizeof(decodable) / sizeof(decodable[0]); t++) {
                 chorus_record_type_t type = decodable[t];

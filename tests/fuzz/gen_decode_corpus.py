@@ -5,7 +5,7 @@ Seeds are Avro binary bodies written by hand from the Avro specification,
 framed with the Confluent header for the schema ids that fuzz_decode.c
 registers (1 Prediction, 2 Actual, 3 IndicatorObservation, 4 Prediction v1,
 5 Prediction with extra fields, 6 IndicatorObservation with a recursive
-field, 7 EnsembleForecast), plus a few bare bodies and a few broken records.
+field, 7 EnsembleForecast, 8 FeatureImportance), plus a few bare bodies and a few broken records.
 
 Usage: tests/fuzz/gen_decode_corpus.py [outdir]
 """
@@ -109,6 +109,15 @@ def forecast(models=("arima_garch", "gb", "lstm"), weights=(0.25, 0.25, 0.5),
     return body
 
 
+def feature_importance(model="lstm", series="ZL", at=T0, importances=(("vix", 0.5), ("curve", 0.25))):
+    body = string(model) + opt(None if series is None else string(series)) + long(at)
+    if importances:
+        body += long(len(importances))
+        for name, v in importances:
+            body += string(name) + double(v)
+    return body + long(0)
+
+
 def seeds():
     good = {
         "pred_full": header(1) + prediction(),
@@ -123,6 +132,8 @@ def seeds():
         "bare_pred": prediction(),
         "bare_indicator": indicator(),
         "forecast": header(7) + forecast(),
+        "feature_importance": header(8) + feature_importance(),
+        "feature_importance_none": header(8) + feature_importance(series=None, importances=()),
         "forecast_min": header(7) + forecast(models=(), weights=(), fallback=None),
     }
     full = header(1) + prediction()
@@ -139,6 +150,7 @@ def seeds():
         "bad_nan": header(3) + indicator(value=float("nan")),
         "bad_name_space": header(2) + actual(series="B RK"),
         "bad_ts": header(3) + indicator(observed=-1),
+        "bad_fi_name": header(8) + feature_importance(importances=(("a|b", 1.0),)),
         "bad_huge_block": header(5) + string(b"m") + long(1 << 30) + string("a") + long(0),
     }
     return {**good, **bad}

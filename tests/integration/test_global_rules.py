@@ -138,3 +138,44 @@ def test_alert_storm_fires_above_the_threshold_and_resolves(kafka, avro, topic_f
     assert sorted(a["event_time"] for a in degradations) == [day(7) - 1] * 5 + [end10] * 6
     many = run(kafka, avro, topic_factory, chorus, chorus_config, test_id, preds, acts, STORM_SETTINGS, 3, 2, "s3", 24)
     assert per_key(many) == per_key(one)
+
+
+# -------------------------------------------------------------- DATA_STALE --
+
+#: Daily actuals (a 48 h allowed gap: twice the 24 h spacing). "live" runs to
+#: day 16, "gone" stops after day 5 (stale), "edge" after day 14: its deadline
+#: is exactly the newest event time seen, which is not past it (not stale).
+STALE_LAST = {"live": 16, "gone": 5, "edge": 14}
+
+
+def test_data_stale_fires_on_the_global_watermark_and_resolves(kafka, avro, topic_factory, chorus, chorus_config, test_id):
+    inputs = topic_factory(partitions=1, roles=("predictions", "actuals"))
+    outputs = topic_factory(partitions=1, roles=("forecasts", "alerts", "validation", "dlq"))
+    acts = [Actual(s, day(d) + 21 * HOUR_MS, 100.0) for s, last in STALE_LAST.items() for d in range(0, last + 1)]
+    produce_all(kafka, encode_actuals(avro, inputs.actuals, acts))
+    cfg = dict(chorus_config)
+    cfg.update(inputs.config())
+    cfg.update(outputs.config())
+    cfg["kafka.group.id"] = new_group(test_id, "stale")
+    cfg["redis.key_prefix"] = f"st{cfg['kafka.group.id'][-10:]}"
+    cfg["alerts.enabled"] = 1
+    proc = chorus(cfg, name="stale")
+    first = consume_until(kafka, outputs.alerts, 1, 120, proc)
+    # Actuals again: the stale series resolves at the new actual's observed_at.
+    produce_all(kafka, encode_actuals(avro, inputs.actuals, [Actual("gone", day(17) + 21 * HOUR_MS, 100.0)]))
+    # The new actual is also the newest event time: "edge" is now past its deadline.
+    consume_until(kafka, outputs.alerts, 3, 120, proc)
+    assert proc.stop() == 0
+    alerts = [avro.decode(m.value(), "Alert") for m in kafka.read_to_end(outputs.alerts)]
+    got = [(a["type"], a["state"], a["series"], a["event_time"], a["value"], a["threshold"]) for a in alerts]
+    deadline = lambda s: day(STALE_LAST[s]) + 21 * HOUR_MS + 48 * HOUR_MS  # noqa: E731
+    assert got == [
+        ("DATA_STALE", "firing", "gone", deadline("gone") + 1, (48 * HOUR_MS + 1) / HOUR_MS, 48.0),
+        # resolved by an actual 12 days later; the new allowed gap is twice that
+        ("DATA_STALE", "resolved", "gone", day(17) + 21 * HOUR_MS, 12 * 24.0, 2 * 12 * 24.0),
+        ("DATA_STALE", "firing", "edge", deadline("edge") + 1, (48 * HOUR_MS + 1) / HOUR_MS, 48.0),
+    ], got
+    # "edge" fires only after the new actual (its deadline was exactly the
+    # newest event time before it, not past it): the order above shows it.
+    assert first[0].key() == b"DATA_STALE|gone|||"
+    assert alerts[0]["details"]["newest_actual"] == str(day(5) + 21 * HOUR_MS)

@@ -279,6 +279,42 @@ local function weight_shift(base, series, h, I, text, cfg, out)
     end
 end
 
+-- DATA_STALE (6.7), the series' part: its newest actual and the instant
+-- after which it is stale, newest + max(min_ms, factor × the largest gap
+-- between consecutive actuals observed in the lookback before the newest).
+-- Kept in base:stale ("<newest>|<deadline>") and recomputed when the newest
+-- actual moves. The global call judges it on the global watermark.
+local function stale_deadline(base, cfg)
+    local aw = tonumber(redis.call('GET', base .. ':aw'))
+    if not aw then
+        return nil
+    end
+    local cached = redis.call('GET', base .. ':stale')
+    if cached then
+        local last, deadline = string.match(cached, '^(%-?%d+)|(%-?%d+)$')
+        if tonumber(last) == aw then
+            return aw, tonumber(deadline)
+        end
+    end
+    -- Winners by bucket; an actual is observed at or after its bucket's start.
+    local m = redis.call('ZRANGEBYSCORE', base .. ':act', aw - cfg.stale_lookback - DAY_MS, '+inf')
+    local times = {}
+    for i = 1, #m do
+        local _, o = parse_act(m[i])
+        if o >= aw - cfg.stale_lookback and o <= aw then
+            times[#times + 1] = o
+        end
+    end
+    table.sort(times)
+    local gap = 0
+    for i = 2, #times do
+        gap = math.max(gap, times[i] - times[i - 1])
+    end
+    local deadline = aw + math.max(cfg.stale_min, math.floor(cfg.stale_factor * gap))
+    redis.call('SET', base .. ':stale', aw .. '|' .. deadline)
+    return aw, deadline
+end
+
 --
 -- chorus_monitor KEYS[1]=base
 --   ARGV: series, anchor_field, anchor_offset, batch_id, epoch, committed_batches,
@@ -286,7 +322,8 @@ end
 --         mape_pp, mape_days, drift_pp, drift_days, drift_min, auto_from, auto_to,
 --         auto_min, validation (see validation_config), overfitting critical
 --         divergence, data_missing pct, configured models (see
---         configured_models), weight_shift max, weight_shift days, n, then
+--         configured_models), weight_shift max, weight_shift days,
+--         stale factor, stale minimum ms, stale lookback ms, n, then
 --         n × (horizon, bucket, issued_at, revision, value, weights: "m=w,..."
 --         of a complete, non-fallback forecast, else "")
 -- `ranges` are the offsets of this batch's records of the series, per input
@@ -298,6 +335,8 @@ end
 -- absent parts) or a validation window {'window', series, horizon, profile,
 -- window_id, start, end, val_rmse, test_rmse, equal_test_rmse, divergence
 -- (empty: null), test_points, is_overfitting (1/0), model, weight, ...}.
+-- The last element is {'stale', newest actual, deadline} once the series
+-- has an actual: not an output, the series' part of DATA_STALE.
 --
 local function monitor(keys, args)
     local base = keys[1]
@@ -316,7 +355,10 @@ local function monitor(keys, args)
     cfg.window = v and v.W or 0
     cfg.shift_max = tonumber(args[21])
     cfg.shift_days = tonumber(args[22])
-    local n = tonumber(args[23])
+    cfg.stale_factor = tonumber(args[23])
+    cfg.stale_min = tonumber(args[24])
+    cfg.stale_lookback = tonumber(args[25])
+    local n = tonumber(args[26])
 
     -- Fencing, as in admit(), without moving any watermark.
     local seen = tonumber(redis.call('HGET', base .. ':wm', 'e|' .. anchor_field))
@@ -347,7 +389,7 @@ local function monitor(keys, args)
     local new = {}
     local ew = tonumber(redis.call('GET', base .. ':ew'))
     for i = 0, n - 1 do
-        local at = 24 + 6 * i
+        local at = 27 + 6 * i
         local h, bucket, issued, rev, value = args[at], args[at + 1], args[at + 2],
             args[at + 3], args[at + 4]
         redis.call('ZADD', base .. ':ens:' .. h, bucket,
@@ -403,6 +445,10 @@ local function monitor(keys, args)
         for i = 1, #new do
             out[#out + 1] = new[i]
         end
+    end
+    local last, deadline = stale_deadline(base, cfg)
+    if last then
+        out[#out + 1] = {'stale', tostring(last), tostring(deadline)}
     end
     return out
 end

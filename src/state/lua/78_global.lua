@@ -169,6 +169,36 @@ local function storm_instants(base, from, G, cfg, out)
     end
 end
 
+local HOUR_MS = 3600000
+
+-- DATA_STALE (6.7) on the global watermark: a series whose deadline (its
+-- newest actual plus the allowed gap, from chorus_monitor) the watermark
+-- has passed is stale as of the instant after the deadline. It is judged
+-- once; a newer actual (above) resolves it and sets a new deadline. While
+-- the series' actuals stream is behind the deadline it holds the watermark
+-- back itself, so this fires once its partition is consumed to its end: an
+-- idle stream, or the end of a replay.
+local function stale_series(base, G, out)
+    local due = redis.call('ZRANGEBYSCORE', base .. ':stale', '-inf', '(' .. G, 'WITHSCORES')
+    for i = 1, #due, 2 do
+        local series, deadline = due[i], tonumber(due[i + 1])
+        local last = tonumber(redis.call('HGET', base .. ':stalelast', series))
+        local at = deadline + 1
+        local rec = alert_transition(base, {
+            holds = true, type = 'DATA_STALE', severity = 'warning', series = series,
+            value = (at - last) / HOUR_MS, threshold = (deadline - last) / HOUR_MS,
+            event_time = at,
+            message = string.format('%s: no actual since %s, more than %.4g h', series,
+                day_string(math.floor(last / DAY_MS)), (deadline - last) / HOUR_MS),
+            details = {'newest_actual', tostring(last), 'deadline', tostring(deadline),
+                       'threshold_hours', fmt((deadline - last) / HOUR_MS)}})
+        if rec then
+            out[#out + 1] = rec
+        end
+        redis.call('ZREM', base .. ':stale', series)
+    end
+end
+
 --
 -- chorus_global KEYS[1]=<prefix>:{__global__}
 --   ARGV: batch_id, ranges ("<field>:<lo>:<hi>:<committed batches or ->;..."),
@@ -177,7 +207,8 @@ end
 --         then counted lists: n, n × (topic, partitions);
 --         n, n × (field, epoch, at_end 0/1); n, n × (field, series, event_time);
 --         n, n × (horizon, series, bucket, issued_at, revision, extreme 0/1);
---         n, n × (fingerprint, event_time) of critical alerts started.
+--         n, n × (fingerprint, event_time) of critical alerts started;
+--         n, n × (series, newest actual, stale deadline).
 -- Reply: {'ok', alert...} (alerts as chorus_monitor's).
 --
 local function global_call(keys, args)
@@ -252,23 +283,51 @@ local function global_call(keys, args)
 
     -- Without an anchor record (a batch with nothing applied) outputs could
     -- not be kept for a retry: evaluate in a later call.
+    -- DATA_STALE: a newer actual moves the series' deadline and ends a
+    -- staleness that was judged.
+    local new = {}
+    n, i0 = take(3)
+    for i = 0, n - 1 do
+        local series = args[i0 + 3 * i]
+        local last, deadline = tonumber(args[i0 + 3 * i + 1]), tonumber(args[i0 + 3 * i + 2])
+        local cur = tonumber(redis.call('HGET', base .. ':stalelast', series))
+        if not cur or last > cur then
+            redis.call('HSET', base .. ':stalelast', series, last)
+            redis.call('ZADD', base .. ':stale', deadline, series)
+            if cur then
+                local rec = alert_transition(base, {
+                    holds = false, type = 'DATA_STALE', severity = 'warning', series = series,
+                    value = (last - cur) / HOUR_MS, threshold = (deadline - last) / HOUR_MS,
+                    event_time = last,
+                    message = string.format('%s: actuals again after %.4g h without one', series,
+                        (last - cur) / HOUR_MS),
+                    details = {'previous_actual', tostring(cur), 'newest_actual', tostring(last),
+                               'hours_without', fmt((last - cur) / HOUR_MS)}})
+                if rec then
+                    new[#new + 1] = rec
+                end
+            end
+        end
+    end
+
     local G = anchor_field ~= '' and global_watermark(base)
     if G and (not G_old or G > G_old) then
-        local new, crit = {}, {}
+        local crit = {}
         close_extreme_days(base, G, cfg, new, crit)
+        stale_series(base, G, new)
         for i = 1, #crit do
             redis.call('ZADD', base .. ':crit', crit[i][2], crit[i][2] .. '|' .. crit[i][1])
         end
         storm_instants(base, G_old or -math.huge, G, cfg, new)
         redis.call('SET', base .. ':gw', G)
         redis.call('ZREMRANGEBYSCORE', base .. ':crit', '-inf', '(' .. (G - 2 * cfg.storm_window))
-        if #new > 0 then
-            local key = base .. ':osnap:' .. anchor_field
-            redis.call('ZADD', key, anchor_offset,
-                       anchor_offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(new))
-            for i = 1, #new do
-                out[#out + 1] = new[i]
-            end
+    end
+    if #new > 0 and anchor_field ~= '' then
+        local key = base .. ':osnap:' .. anchor_field
+        redis.call('ZADD', key, anchor_offset,
+                   anchor_offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(new))
+        for i = 1, #new do
+            out[#out + 1] = new[i]
         end
     end
     return out
