@@ -1303,6 +1303,7 @@ static chorus_err_t handle_feature_importance(chorus_worker_t *w, entry_t *e, co
                                 "msg=\"late feature importance: stored, not judged\" model=%s "
                                 "topic=%s partition=%d offset=%" PRId64,
                                 e->rec.fi_model, e->topic, (int)e->partition, e->offset);
+                chorus_telemetry_late(w->tm); /* chorus_late_records_total, as the series' */
                 break;
         default:
                 break;
