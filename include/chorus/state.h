@@ -76,6 +76,11 @@ typedef struct chorus_source {
 void chorus_state_add_command(chorus_state_t *st, int argc, const char **argv);
 
 /** @brief The series' base key, "<prefix>:{<series>}". */
+/** Bytes of a base key "<prefix>:{<series>}" with its NUL: a prefix of at
+ *  most 64 bytes (redis.key_prefix) and a name of at most CHORUS_NAME_MAX.
+ *  A shorter buffer would cut two long names to the same key. */
+#define CHORUS_BASE_KEY_MAX (64 + 2 + CHORUS_NAME_MAX + 1 + 1)
+
 void chorus_state_base_key(const chorus_state_t *st, char *buf, size_t size, const char *series);
 
 /** @returns the functions' validation argument ("-" when monitoring is off). */

@@ -285,7 +285,7 @@ void chorus_global_queue(chorus_global_t *g, chorus_state_t *st, const char *bat
                          const chorus_global_partition_t *parts, size_t n_parts,
                          const chorus_global_topic_t *topics, size_t n_topics) {
         const chorus_config_t *c = g->cfg;
-        char base[CHORUS_NAME_MAX + 64], *ranges;
+        char base[CHORUS_BASE_KEY_MAX], *ranges;
         size_t len = 0, cap = 64;
         args_t a = {0};
 

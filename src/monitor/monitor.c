@@ -238,7 +238,7 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         size_t argc = FIXED_ARGS + 1 + 6 * n->n_served, len = 0, cap = 64;
         const char **argv = malloc(argc * sizeof(*argv));
         char(*num)[NUM] = malloc((17 + 4 * n->n_served + 1) * sizeof(*num));
-        char base[CHORUS_NAME_MAX + 64], anchor[300], *ranges = malloc(cap);
+        char base[CHORUS_BASE_KEY_MAX], anchor[300], *ranges = malloc(cap);
         size_t k = 0, j = 0;
 
         if (!argv || !num || !ranges) {

@@ -399,7 +399,7 @@ void chorus_state_base_key(const chorus_state_t *st, char *buf, size_t size, con
 
 void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
                              const chorus_source_t *src, int64_t bucket) {
-        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], obs[24], val[32], ep[24];
+        char base[CHORUS_BASE_KEY_MAX], wm[300], off[24], b[24], obs[24], val[32], ep[24];
         const char *argv[] = {
             "FCALL",          "chorus_actual", "1", base,          wm, off, b, obs, val,
             st->retention_ms, st->window_ms,   ep,  st->validation};
@@ -417,7 +417,7 @@ void chorus_state_add_actual(chorus_state_t *st, const chorus_actual_t *a,
 void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *p,
                                  const chorus_source_t *src, int64_t bucket, int force,
                                  int want_expected) {
-        char base[CHORUS_NAME_MAX + 64], wm[300], off[24], b[24], iss[24], val[32], ep[24];
+        char base[CHORUS_BASE_KEY_MAX], wm[300], off[24], b[24], iss[24], val[32], ep[24];
         char lo[32] = "", hi[32] = "";
         char record[CHORUS_TEXT_MAX + 160];
         const char *argv[] = {"FCALL",
@@ -463,7 +463,7 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
 }
 
 void chorus_state_add_watermark_read(chorus_state_t *st, const char *series) {
-        char key[CHORUS_NAME_MAX + 64];
+        char key[CHORUS_BASE_KEY_MAX];
         const char *argv[] = {"GET", key};
 
         base_key(st, key, sizeof(key), series);
@@ -511,7 +511,7 @@ io_error:
 
 void chorus_state_add_release(chorus_state_t *st, const char *series, const char *topic,
                               int32_t partition, int64_t offset) {
-        char base[CHORUS_NAME_MAX + 64], wm[300], off[24];
+        char base[CHORUS_BASE_KEY_MAX], wm[300], off[24];
         const char *argv[] = {"FCALL", "chorus_release", "1", base, wm, off};
 
         base_key(st, base, sizeof(base), series);
@@ -833,7 +833,7 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
 
 chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,
                                       const char *model, int64_t asof, chorus_model_stats_t *out) {
-        char base[CHORUS_NAME_MAX + 64], at[24], errstr[256];
+        char base[CHORUS_BASE_KEY_MAX], at[24], errstr[256];
         const char *argv[] = {"FCALL", "chorus_model_stats", "1", base, horizon, model,
                               at,      st->window_ms};
         chorus_score_agg_t agg;
