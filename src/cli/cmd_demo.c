@@ -44,6 +44,11 @@ static const struct {
     {"naive_drift", 0.030, 0.025}, /* deliberately poor */
 };
 
+/* From this day on "gb" breaks (a bias of 4 %), so that the monitoring has
+ * something to say: the ensemble's MAPE degrades and the weights move. */
+#define DEMO_BREAK_DAY  90
+#define DEMO_BREAK_BIAS 0.04
+
 #define N_SERIES (sizeof(demo_series) / sizeof(demo_series[0]))
 #define N_MODELS (sizeof(demo_models) / sizeof(demo_models[0]))
 
@@ -132,8 +137,12 @@ static int generate(demo_t *d) {
                                 snprintf(p.horizon, sizeof(p.horizon), "1d");
                                 p.issued_at = bucket + 22 * 3600 * INT64_C(1000);
                                 p.target_time = bucket + DAY_MS;
-                                p.value = next * (1.0 + demo_models[m].bias +
-                                                  demo_models[m].noise * normal(&seed));
+                                double bias = demo_models[m].bias;
+
+                                if (day >= DEMO_BREAK_DAY && !strcmp(demo_models[m].name, "gb"))
+                                        bias = DEMO_BREAK_BIAS;
+                                p.value =
+                                    next * (1.0 + bias + demo_models[m].noise * normal(&seed));
                                 if (produce_record(d, CHORUS_TOPIC_PREDICTIONS, p.series, &p))
                                         return -1;
                         }
@@ -174,9 +183,11 @@ typedef struct last_forecast {
         chorus_model_stats_t stats[CHORUS_MAX_MODELS]; /* as of fc.issued_at, from Redis */
 } last_forecast_t;
 
-/* Reads the whole forecasts topic and keeps the newest forecast per series. */
-static long read_forecasts(demo_t *d, const char *bootstrap, last_forecast_t *last) {
-        const chorus_topic_conf_t *t = &d->cfg->topics[CHORUS_TOPIC_FORECASTS];
+/* Reads all of @p role's topic, calling @p fn with each record decoded as @p type. */
+static long read_topic(demo_t *d, const char *bootstrap, chorus_topic_role_t role,
+                       chorus_record_type_t type, void *rec, void (*fn)(const void *rec, void *ctx),
+                       void *ctx) {
+        const chorus_topic_conf_t *t = &d->cfg->topics[role];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_topic_partition_list_t *parts;
         const rd_kafka_metadata_t *md = NULL;
@@ -211,29 +222,86 @@ static long read_forecasts(demo_t *d, const char *bootstrap, last_forecast_t *la
 
         while (eof < n_parts) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 5000);
-                chorus_forecast_t fc;
                 if (!m)
                         break;
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
                         eof++;
-                else if (!m->err && !chorus_codec_decode(
-                                        d->codec, CHORUS_RECORD_FORECAST, t->framing, t->schema_id,
-                                        m->payload, m->len, &fc, NULL, errstr, sizeof(errstr))) {
+                else if (!m->err &&
+                         !chorus_codec_decode(d->codec, type, t->framing, t->schema_id, m->payload,
+                                              m->len, rec, NULL, errstr, sizeof(errstr))) {
                         n++;
-                        for (size_t s = 0; s < N_SERIES; s++)
-                                if (!strcmp(fc.series, demo_series[s].name) &&
-                                    (!last[s].seen || fc.target_time > last[s].fc.target_time ||
-                                     (fc.target_time == last[s].fc.target_time &&
-                                      fc.revision > last[s].fc.revision))) {
-                                        last[s].fc = fc;
-                                        last[s].seen = 1;
-                                }
+                        fn(rec, ctx);
                 }
                 rd_kafka_message_destroy(m);
         }
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);
         return n;
+}
+
+/* Keeps the newest forecast per series. */
+static void keep_last(const void *rec, void *ctx) {
+        const chorus_forecast_t *fc = rec;
+        last_forecast_t *last = ctx;
+
+        for (size_t s = 0; s < N_SERIES; s++)
+                if (!strcmp(fc->series, demo_series[s].name) &&
+                    (!last[s].seen || fc->target_time > last[s].fc.target_time ||
+                     (fc->target_time == last[s].fc.target_time &&
+                      fc->revision > last[s].fc.revision))) {
+                        last[s].fc = *fc;
+                        last[s].seen = 1;
+                }
+}
+
+/* The alerts for the summary: counts per type, and the first firing ones
+ * that page (critical, then warning; info is only counted). */
+typedef struct alert_log {
+        struct {
+                char type[32];
+                size_t firing, resolved;
+        } by_type[16];
+        size_t n_types;
+        chorus_alert_t critical[3], warning[3];
+        size_t n_critical, n_warning;
+} alert_log_t;
+
+static void log_alert(const void *rec, void *ctx) {
+        const chorus_alert_t *a = rec;
+        alert_log_t *log = ctx;
+        size_t t = 0;
+        int firing = !strcmp(a->state, "firing");
+
+        while (t < log->n_types && strcmp(log->by_type[t].type, a->type))
+                t++;
+        if (t == log->n_types && log->n_types < sizeof(log->by_type) / sizeof(log->by_type[0]))
+                snprintf(log->by_type[log->n_types++].type, sizeof(log->by_type[0].type), "%s",
+                         a->type);
+        if (t < log->n_types) {
+                if (firing)
+                        log->by_type[t].firing++;
+                else
+                        log->by_type[t].resolved++;
+        }
+        if (firing && !strcmp(a->severity, "critical") && log->n_critical < 3)
+                log->critical[log->n_critical++] = *a;
+        if (firing && !strcmp(a->severity, "warning") && log->n_warning < 3)
+                log->warning[log->n_warning++] = *a;
+}
+
+static void print_alerts(const alert_log_t *log) {
+        printf("\nalerts (chorus.alerts; docs/alerts.md says what each means):\n");
+        if (!log->n_types)
+                printf("  none\n");
+        for (size_t t = 0; t < log->n_types; t++)
+                printf("  %-20s %3zu firing, %3zu resolved\n", log->by_type[t].type,
+                       log->by_type[t].firing, log->by_type[t].resolved);
+        if (log->n_critical + log->n_warning)
+                printf("the first that page:\n");
+        for (size_t i = 0; i < log->n_critical; i++)
+                printf("  critical %s\n", log->critical[i].message);
+        for (size_t i = 0; i < log->n_warning; i++)
+                printf("  warning  %s\n", log->warning[i].message);
 }
 
 static void print_summary(const chorus_worker_stats_t *st, long n_forecasts,
@@ -303,6 +371,7 @@ static int demo_config(chorus_config_t *cfg, const char *bootstrap, int redis_po
             {"kafka.log_level", "3"}, /* the mock cluster's notices are noise here */
             {"redis.port", port},
             {"join.max_wait_ms", "1000"},
+            {"alerts.enabled", "1"},
             {"log.level", "warn"},
         };
 
@@ -314,9 +383,15 @@ static int demo_config(chorus_config_t *cfg, const char *bootstrap, int redis_po
 }
 
 int chorus_cmd_demo(int argc, char **argv) {
-        static const chorus_topic_role_t topics[] = {CHORUS_TOPIC_PREDICTIONS, CHORUS_TOPIC_ACTUALS,
-                                                     CHORUS_TOPIC_FORECASTS, CHORUS_TOPIC_DLQ};
+        /* Schemas are registered for the first four: the records the demo writes and reads. */
+        static const chorus_topic_role_t topics[] = {
+            CHORUS_TOPIC_PREDICTIONS, CHORUS_TOPIC_ACTUALS,    CHORUS_TOPIC_FORECASTS,
+            CHORUS_TOPIC_ALERTS,      CHORUS_TOPIC_VALIDATION, CHORUS_TOPIC_FEATURE_IMPORTANCE,
+            CHORUS_TOPIC_DLQ};
         static volatile sig_atomic_t never;
+        static chorus_forecast_t forecast; /* records are large: not on the stack */
+        static chorus_alert_t alert;
+        static alert_log_t alerts;
         chorus_redis_server_t redis = {0};
         chorus_config_t *cfg = chorus_config_new();
         last_forecast_t last[N_SERIES];
@@ -368,7 +443,7 @@ int chorus_cmd_demo(int argc, char **argv) {
                 fprintf(stderr, "chorus demo: codec: %s\n", errstr);
                 goto done;
         }
-        for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]) - 1; i++)
+        for (size_t i = 0; i < 4; i++)
                 chorus_codec_register(
                     d.codec, cfg->topics[topics[i]].schema_id, cfg->topics[topics[i]].type,
                     chorus_record_schema_json(cfg->topics[topics[i]].type), errstr, sizeof(errstr));
@@ -387,11 +462,15 @@ int chorus_cmd_demo(int argc, char **argv) {
         if (chorus_worker_run(w, &never, 3000))
                 goto done;
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        n_forecasts = read_forecasts(&d, bootstrap, last);
-        if (model_stats(cfg, last))
+        n_forecasts = read_topic(&d, bootstrap, CHORUS_TOPIC_FORECASTS, CHORUS_RECORD_FORECAST,
+                                 &forecast, keep_last, last);
+        if (model_stats(cfg, last) ||
+            read_topic(&d, bootstrap, CHORUS_TOPIC_ALERTS, CHORUS_RECORD_ALERT, &alert, log_alert,
+                       &alerts) < 0)
                 goto done;
         print_summary(chorus_worker_stats(w), n_forecasts, last,
                       (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        print_alerts(&alerts);
         rc = n_forecasts > 0 ? 0 : 1;
 
 done:

@@ -56,7 +56,7 @@ typedef enum fkind {
         K_EXPECTED,    /* forecast: array<string> from expected[] */
         K_PRESENT,     /* forecast: array<string> from present[] */
         K_FALLBACK,    /* forecast: ["null","string"] from chorus_fallback_t */
-        K_DETAILS,     /* alert: map<string> from detail_key[], detail_value[] (encode only) */
+        K_DETAILS,     /* alert: map<string> <-> detail_key[], detail_value[] */
         K_INT,         /* int <-> int (encode only) */
         K_VW_MODELS,   /* validation window: array<string> from models[] (encode only) */
         K_VW_WEIGHTS,  /* validation window: map<double>, keys models[], values weight[] */
@@ -187,7 +187,7 @@ static const struct tdesc {
                                           sizeof(chorus_feature_importance_t), 1},
     [CHORUS_RECORD_FORECAST] = {"ensemble_forecast.avsc", "EnsembleForecast",
                                 TABLE(forecast_fields), sizeof(chorus_forecast_t), 1},
-    [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", TABLE(alert_fields), sizeof(chorus_alert_t), 0},
+    [CHORUS_RECORD_ALERT] = {"alert.avsc", "Alert", TABLE(alert_fields), sizeof(chorus_alert_t), 1},
     [CHORUS_RECORD_REGIME_CHANGE] = {"regime_change.avsc", "RegimeChange", NULL, 0, 0, 0},
     [CHORUS_RECORD_VALIDATION_WINDOW] = {"validation_window.avsc", "ValidationWindow",
                                          TABLE(validation_fields),
@@ -951,6 +951,49 @@ static chorus_err_t store_weights(const fdesc_t *fd, avro_value_t *v, chorus_for
         return CHORUS_OK;
 }
 
+/* details: map<string> into detail_key[] / detail_value[], in writer order. */
+static chorus_err_t store_details(const fdesc_t *fd, avro_value_t *v, chorus_alert_t *a,
+                                  char *errstr, size_t errstr_size) {
+        size_t count;
+
+        unwrap(v);
+        if (avro_value_get_type(v) != AVRO_MAP || avro_value_get_size(v, &count)) {
+                chorus_seterr(errstr, errstr_size, "field %s: not a map", fd->name);
+                return CHORUS_ERR_MALFORMED;
+        }
+        if (count > CHORUS_ALERT_DETAILS_MAX) {
+                chorus_seterr(errstr, errstr_size, "field %s: %zu entries exceeds %d", fd->name,
+                              count, CHORUS_ALERT_DETAILS_MAX);
+                return CHORUS_ERR_ABSURD_LENGTH;
+        }
+        for (size_t i = 0; i < count; i++) {
+                const char *key = NULL;
+                scalar_t sc = {0};
+                avro_value_t e;
+                size_t klen;
+
+                if (avro_value_get_by_index(v, i, &e, &key) || !key)
+                        return CHORUS_ERR_MALFORMED;
+                scalar_from_value(&e, &sc);
+                klen = strlen(key);
+                if (sc.t != S_STR || memchr(sc.s, '\0', sc.n)) {
+                        chorus_seterr(errstr, errstr_size, "field %s: %s is not a string", fd->name,
+                                      key);
+                        return CHORUS_ERR_MALFORMED;
+                }
+                if (klen > CHORUS_ALERT_DETAIL_KEY_MAX || sc.n > CHORUS_ALERT_DETAIL_VALUE_MAX) {
+                        chorus_seterr(errstr, errstr_size, "field %s: entry %zu is too long",
+                                      fd->name, i);
+                        return CHORUS_ERR_ABSURD_LENGTH;
+                }
+                memcpy(a->detail_key[i], key, klen + 1);
+                memcpy(a->detail_value[i], sc.s, sc.n);
+                a->detail_value[i][sc.n] = '\0';
+        }
+        a->n_details = count;
+        return CHORUS_OK;
+}
+
 /* importances: map<double> into feature[] / importance[], sorted by name.
  * The map is read in writer order, then each entry is moved to its rank, so
  * the record is the same whatever order the writer used. */
@@ -1087,6 +1130,8 @@ static chorus_err_t decode_field(const writer_t *w, const rtype_t *rt, size_t i,
                 return store_weights(fd, &fv, out, errstr, errstr_size);
         case K_IMPORTANCES:
                 return store_importances(fd, &fv, out, errstr, errstr_size);
+        case K_DETAILS:
+                return store_details(fd, &fv, out, errstr, errstr_size);
         case K_FALLBACK:
                 scalar_from_value(&fv, &sc);
                 return store_fallback(fd, &sc, out, errstr, errstr_size);
