@@ -65,9 +65,12 @@ typedef struct entry {
                 chorus_prediction_t prediction;
                 chorus_actual_t actual;
                 /* A FeatureImportance is too large to keep per entry (up to
-                 * 256 features): its model only, and it is decoded again
-                 * from raw when its state call is queued. */
-                chorus_name_t fi_model;
+                 * 256 features): its model and event time only, and it is
+                 * decoded again from raw when its state call is queued. */
+                struct {
+                        chorus_name_t model;
+                        int64_t computed_at;
+                } fi;
         } rec;
 } entry_t;
 
@@ -964,9 +967,11 @@ static void admit(chorus_worker_t *w, const rd_kafka_message_t *m) {
         if (role == CHORUS_TOPIC_FEATURE_IMPORTANCE) {
                 err = chorus_feature_shift_decode(w->fs, w->codec, t, m->payload, m->len, errstr,
                                                   sizeof(errstr));
-                if (!err)
-                        snprintf(e->rec.fi_model, sizeof(e->rec.fi_model), "%s",
+                if (!err) {
+                        snprintf(e->rec.fi.model, sizeof(e->rec.fi.model), "%s",
                                  chorus_feature_shift_record(w->fs)->model_id);
+                        e->rec.fi.computed_at = chorus_feature_shift_record(w->fs)->computed_at;
+                }
         } else
                 err = chorus_codec_decode(w->codec, t->type, t->framing, t->schema_id, m->payload,
                                           m->len, &e->rec, NULL, errstr, sizeof(errstr));
@@ -1258,14 +1263,14 @@ static void add_fi_release(chorus_worker_t *w, const entry_t *e) {
         for (size_t i = 0; i < w->n_batch_releases; i++) {
                 r = &w->batch_releases[i];
                 if (same_partition(r->topic, r->partition, e->topic, e->partition) && r->fi &&
-                    !strcmp(r->series, e->rec.fi_model)) {
+                    !strcmp(r->series, e->rec.fi.model)) {
                         if (e->offset > r->offset)
                                 r->offset = e->offset;
                         return;
                 }
         }
         r = VEC_PUSH(w, batch_releases);
-        snprintf(r->series, sizeof(r->series), "%s", e->rec.fi_model);
+        snprintf(r->series, sizeof(r->series), "%s", e->rec.fi.model);
         r->fi = 1;
         r->topic = e->topic;
         r->partition = e->partition;
@@ -1302,7 +1307,7 @@ static chorus_err_t handle_feature_importance(chorus_worker_t *w, entry_t *e, co
                 chorus_log_info("monitor",
                                 "msg=\"late feature importance: stored, not judged\" model=%s "
                                 "topic=%s partition=%d offset=%" PRId64,
-                                e->rec.fi_model, e->topic, (int)e->partition, e->offset);
+                                e->rec.fi.model, e->topic, (int)e->partition, e->offset);
                 chorus_telemetry_late(w->tm); /* chorus_late_records_total, as the series' */
                 break;
         default:
@@ -1312,6 +1317,16 @@ static chorus_err_t handle_feature_importance(chorus_worker_t *w, entry_t *e, co
                 w->stats.reemitted++;
         else
                 w->stats.applied++;
+        /* Its stream counts in the global watermark, so that ALERT_STORM has
+         * seen its critical alerts before the watermark passes them. */
+        if (w->global) {
+                chorus_source_t src = source_of(w, e);
+                if (chorus_global_note_record(w->global, e->rec.fi.model, &src,
+                                              e->rec.fi.computed_at)) {
+                        processing_failed(w, e, "out of memory");
+                        return CHORUS_OK;
+                }
+        }
         if (!n) {
                 free(e->raw);
                 return CHORUS_OK;
@@ -1324,7 +1339,7 @@ static chorus_err_t handle_feature_importance(chorus_worker_t *w, entry_t *e, co
         for (size_t k = 0; k < n; k++)
                 if (chorus_feature_shift_reply_alert(r, k, alert)) {
                         chorus_log_error("monitor", "msg=\"malformed alert\" model=%s",
-                                         e->rec.fi_model);
+                                         e->rec.fi.model);
                         free(alert);
                         processing_failed(w, e, "malformed alert");
                         return CHORUS_OK;
@@ -1339,6 +1354,8 @@ static chorus_err_t handle_feature_importance(chorus_worker_t *w, entry_t *e, co
                 if (!(err = produce_monitor_record(w, CHORUS_TOPIC_ALERTS, CHORUS_RECORD_ALERT,
                                                    alert, alert->fingerprint)))
                         chorus_telemetry_alert(w->tm, alert->type, alert->state, alert->severity);
+                if (!err && w->global && chorus_global_note_alert(w->global, alert))
+                        err = CHORUS_ERR_NOMEM;
         }
         free(alert);
         if (!err)
@@ -1994,8 +2011,9 @@ static chorus_err_t monitor_phase(chorus_worker_t *w, volatile sig_atomic_t *sto
 /* The partition count of every input topic, from metadata, read once: the
  * global watermark stays unknown until every partition has reported. */
 static int input_topics_known(chorus_worker_t *w) {
-        static const chorus_topic_role_t inputs[] = {CHORUS_TOPIC_PREDICTIONS,
-                                                     CHORUS_TOPIC_ACTUALS};
+        /* Feature importances too: FEATURE_SHIFT alerts count for ALERT_STORM. */
+        static const chorus_topic_role_t inputs[] = {CHORUS_TOPIC_PREDICTIONS, CHORUS_TOPIC_ACTUALS,
+                                                     CHORUS_TOPIC_FEATURE_IMPORTANCE};
 
         if (w->n_input_topics)
                 return 1;
@@ -2005,8 +2023,12 @@ static int input_topics_known(chorus_worker_t *w) {
                 const struct rd_kafka_metadata *md = NULL;
                 chorus_global_topic_t *t;
 
+                /* A topic that does not exist has no partition to wait for
+                 * (feature importances are optional input). */
                 if (!rkt || rd_kafka_metadata(w->consumer, 0, rkt, &md, 5000) ||
-                    md->topic_cnt != 1 || md->topics[0].err) {
+                    md->topic_cnt != 1 ||
+                    (md->topics[0].err &&
+                     md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)) {
                         if (md)
                                 rd_kafka_metadata_destroy(md);
                         if (rkt)
@@ -2016,7 +2038,7 @@ static int input_topics_known(chorus_worker_t *w) {
                 }
                 t = VEC_PUSH(w, input_topics);
                 t->topic = name;
-                t->partitions = md->topics[0].partition_cnt;
+                t->partitions = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
                 rd_kafka_metadata_destroy(md);
                 rd_kafka_topic_destroy(rkt);
         }
