@@ -47,7 +47,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tests/harness/common.sh
 source tests/harness/common.sh
 
-ALL_STAGES=(deps build unit asan brokerless docs deploy format integration faults bench fuzz)
+ALL_STAGES=(deps build unit asan brokerless demo docs deploy format integration faults bench fuzz)
 # Exit codes a stage function uses besides 0 (pass) and others (fail).
 SKIP=77
 WARN=78
@@ -69,6 +69,7 @@ describe() {
 	unit) echo "unit tests (ctest -L unit)" ;;
 	asan) echo "ASan+UBSan build and unit tests (build-asan/)" ;;
 	brokerless) echo "broker-less tests: librdkafka mock cluster + redis-server (ctest -L brokerless)" ;;
+	demo) echo "the README's demo command works: chorus demo, in process, with its summary" ;;
 	docs) echo "docs check (scripts/check-docs.sh)" ;;
 	deploy) echo "deployment files, offline (scripts/check-deploy.sh)" ;;
 	format) echo "clang-format check" ;;
@@ -82,7 +83,7 @@ describe() {
 # The stage whose success a stage needs, if any.
 needs() {
 	case $1 in
-	unit | brokerless | docs | deploy | faults) echo build ;;
+	unit | brokerless | demo | docs | deploy | faults) echo build ;;
 	*) echo "" ;;
 	esac
 }
@@ -135,6 +136,15 @@ stage_brokerless() {
 			ctest --test-dir build-asan -L brokerless --output-on-failure \
 			--timeout "$(chorus_scale 900)" -j 1
 	fi
+}
+
+# The main job of the README, on this build: it must run to its summary,
+# forecasts and the alerts section included.
+stage_demo() {
+	local out
+	out=$(build/chorus demo --days 120) || return 1
+	printf '%s\n' "$out" | tail -n 12
+	grep -q '^== Chorus demo ==' <<<"$out" && grep -q '^alerts (chorus.alerts' <<<"$out"
 }
 
 stage_docs() {
