@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import hashlib
 import json
 import math
@@ -83,7 +84,10 @@ EPOCH_2024 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 #: Input and output topics of a run and their partition counts. The input
 #: topics deliberately differ, and their producers use different
 #: partitioners (SPEC §2: correctness must not depend on co-partitioning).
-TOPIC_PARTITIONS = {"predictions": 4, "actuals": 3, "forecasts": 3, "dlq": 2}
+TOPIC_PARTITIONS = {"predictions": 4, "actuals": 3, "forecasts": 3, "dlq": 2, "alerts": 2, "validation": 2}
+#: The output topics whose transactions must be closed and end offsets
+#: stable before a run counts as complete.
+OUTPUT_ROLES = ("forecasts", "dlq", "alerts", "validation")
 #: The input topics take records far larger than the dead-letter topic's
 #: default limit (about 1 MB), for the oversized garbage class.
 INPUT_MAX_BYTES = 4 * 1024 * 1024
@@ -94,7 +98,7 @@ OVERSIZED_NAME = 1_200_000
 DLQ_LIMIT = 262144
 GARBAGE_KINDS = ["magic", "schema_id", "truncated", "empty", "tombstone", "random", "bad_name", "bad_time",
                  "wrong_type", "oversized"]
-OTHER_ROLES = ("indicators", "feature_importance", "alerts", "regimes", "validation", "shadow")
+OTHER_ROLES = ("indicators", "feature_importance", "regimes", "shadow")
 
 SESSION_TIMEOUT_MS = 6000
 #: Input is produced in bursts, one every BURST_S seconds. Process faults
@@ -104,12 +108,75 @@ BURST_S = 0.1
 HIT_S = 0.06
 REDIS_TIMEOUT_MS = 2000
 
+#: Monitoring (issue 10) in every run, the reference included, with
+#: settings that the data set crosses, so that the alerts and validation
+#: windows compared are many and of every type built (the reference run
+#: asserts it: see MONITOR_MIN). With window.days=10 the retention (15) must
+#: be at least window.days + validation.window_days + 1.
+#:  - a configured baseline (the auto one needs 20 days of history) and
+#:    MAPE_DEGRADATION / PERFORMANCE_DRIFT levels near the ensemble's typical
+#:    daily APE (~0.15 %), so both fire and resolve again and again, and
+#:    every series fires MAPE_DEGRADATION after the cold start at once;
+#:  - DATA_MISSING at the default 5 %: the data set leaves gaps (GAPS);
+#:  - WEIGHT_SHIFT at 0.05: the weights swing when the `good` model
+#:    degrades (DEGRADED);
+#:  - 4-day validation windows judged from 2 test points, so that about 8
+#:    windows per series close and the degraded stretch reads as
+#:    overfitting (the frozen weights trust `good`, equal weights do better);
+#:  - EXTREME_PREDICTIONS from 5 forecasts a day (8 series, one horizon)
+#:    with z_max 1.5 (so ~13 % of forecasts are extreme; they are shrunk, as
+#:    in the reference) and 20 %: it fires and resolves often;
+#:  - ALERT_STORM above 2 critical alerts in the trailing hour: the
+#:    critical MAPE_DEGRADATION and EXTREME_PREDICTIONS alerts of a day
+#:    start at the same instant, the end of the day.
+MONITOR_CFG: dict[str, Any] = {
+    "alerts.enabled": 1,
+    "alerts.baseline_mape": "0.1",
+    "alerts.mape_degradation.pp": 0.05,
+    "alerts.performance_drift.pp": 0.05,
+    "alerts.data_missing.pct": 5,
+    "alerts.weight_shift.max_change": 0.05,
+    "alerts.extreme_predictions.pct": 20,
+    "alerts.extreme_predictions.min_forecasts": 5,
+    "alerts.alert_storm.count": 2,
+    "validation.window_days": 4,
+    "validation.min_test_points": 2,
+    "validation.z_max": 1.5,
+}
+#: Alert types judged on the global watermark (SPEC §1): with input produced
+#: while the workers run, a partition can be consumed to its end for a moment
+#: while the producer still produces, and then counts as being at the newest
+#: event time, so their decisions legitimately depend on timing (see
+#: docs/reliability.md, "Alerts and validation windows").
+GLOBAL_TYPES = ("EXTREME_PREDICTIONS", "ALERT_STORM")
+#: What the clean reference run on the base data set must emit, so that a
+#: configuration or data drift that silences the monitor fails loudly: at
+#: least this many alert records and validation windows, and every one of
+#: these types.
+MONITOR_MIN = {"alerts": 10, "windows": 10, "overfitting_windows": 1,
+               "types": ("MAPE_DEGRADATION", "PERFORMANCE_DRIFT", "DATA_MISSING", "WEIGHT_SHIFT",
+                         "OVERFITTING", "EXTREME_PREDICTIONS", "ALERT_STORM")}
+
 #: Keys left out of the Redis state comparison: transient hold markers,
-#: forecast snapshots kept for re-emission, the per-partition offset
-#: watermarks, the partition epochs (fencing) and the committed-dead-letter
-#: offsets (bookkeeping that legitimately differs with the input's offsets,
-#: assignments and commit timing; business state does not).
-EXCLUDED_KEY = re.compile(rb"(:held$|:snap$|:snap:|:wm$|:dlq:|:epoch:)")
+#: forecast snapshots and the monitor's output snapshots (`:osnap:`, series
+#: and global slot) kept for re-emission until their batch commits, the
+#: per-partition offset watermarks, the partition epochs (fencing) and the
+#: committed-dead-letter offsets (bookkeeping that legitimately differs with
+#: the input's offsets, assignments and commit timing; business state does
+#: not). The global slot's partition states (`{__global__}:pst`,
+#: `<epoch>|<at end>`) are compared as the set of partitions that reported:
+#: the epoch is fencing bookkeeping, and the "consumed to its end" flag is
+#: the consumer's position at the partition's last report, which depends on
+#: how the last batches were cut (a partition whose last batch ended at the
+#: high watermark is left at 1, one drained earlier may be left at 0).
+EXCLUDED_KEY = re.compile(rb"(:held$|:snap$|:snap:|:osnap:|:wm$|:dlq:|:epoch:)")
+GLOBAL_PST = re.compile(rb"\{__global__\}:pst$")
+#: In runs whose input is produced while the workers run, the state of the
+#: rules judged on the global watermark is timing dependent like their
+#: alerts (GLOBAL_TYPES): the last watermark evaluated, the open
+#: EXTREME_PREDICTIONS days, the critical alerts kept for ALERT_STORM and the
+#: global alerts' lifecycle. Compared only when all input is produced first.
+GLOBAL_TIMING_KEY = re.compile(rb"\{__global__\}:(gw$|xp:|xpdays$|crit$|alert:)")
 
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
 
@@ -187,6 +254,14 @@ class Rec:
 MODELS = {"good": (0.002, 0.0), "fair": (0.008, 0.0), "poor": (0.03, 0.02)}
 SERIES = ["ZL", "AAPL", "BRK.B", "CL", "GC", "ES", "NQ", "SI", "HG", "NG", "ZC", "ZS"]
 ABSURD = [1e308, -1e308, 5e-324, -5e-324, 1e-300, 0.0, 2.2250738585072014e-308]
+#: Events in the data set for the monitor (issue 10): the `good` model of
+#: these series (indices into SERIES) degrades to this sigma in the
+#: predictions issued on these days (its weight falls, the validation window
+#: over them reads as overfitting, the ensemble's MAPE rises) ...
+DEGRADED_SERIES, DEGRADED_DAYS, DEGRADED_SIGMA = (3, 7), range(24, 30), 0.04
+#: ... and the `poor` model of these series publishes nothing on these days
+#: (DATA_MISSING; those groups are incomplete).
+GAP_SERIES, GAP_DAYS, GAP_MODEL = (1, 5), (17, 18), "poor"
 
 
 def pred_dict(model, series, issued, target, value, lower=None, upper=None, version=None) -> dict:
@@ -219,7 +294,9 @@ def make_dataset(avro: AvroCodec, n_series: int, days: int, seed: int, absurd: b
     join.max_wait_ms in a complete run. Special cases (SPEC §4): a revision
     with a later issued_at, an exact duplicate in the log, an older revision
     arriving after the newer one (stale), and a corrected actual
-    (later observed_at the same evening).
+    (later observed_at the same evening). Events for the monitor: the
+    `good` model of DEGRADED_SERIES degrades on DEGRADED_DAYS, and the
+    `poor` model of GAP_SERIES skips GAP_DAYS.
 
     With absurd=True, about 3 % of the prediction values and a few actuals
     are replaced by absurd finite values (±1e308, subnormals, 0): valid
@@ -256,12 +333,16 @@ def make_dataset(avro: AvroCodec, n_series: int, days: int, seed: int, absurd: b
         issued, target = EPOCH_2024 + d * DAY_MS + 22 * HOUR_MS, EPOCH_2024 + (d + 1) * DAY_MS + 12 * HOUR_MS
         for si, s in enumerate(series_names):
             for model, (sigma, bias) in MODELS.items():
+                if model == "good" and si in DEGRADED_SERIES and d in DEGRADED_DAYS:
+                    sigma = DEGRADED_SIGMA
                 value = prices[s][d + 1] * (1 + bias + rng.gauss(0.0, sigma))
                 extra: dict = {}
                 if model == "good":
                     extra = {"lower": value * 0.98, "upper": value * 1.02, "version": "v1"}
                 if absurd and rng.random() < 0.03:
                     value, extra = rng.choice(absurd_values), {}
+                if model == GAP_MODEL and si in GAP_SERIES and d in GAP_DAYS:
+                    continue  # after every draw, so the rest of the data is unchanged
                 rec = pred_dict(model, s, issued, target, value, **extra)
                 out.append(P(rec))
                 if model == "good" and d == 20:
@@ -632,9 +713,23 @@ class Kafka:
 # ------------------------------------------------------------------ redis --
 
 
-def dump_state(r: redislib.Redis, prefix: str) -> dict[bytes, Any]:
+def unname(x: Any, name: bytes) -> Any:
+    """x with every occurrence of `name` in its bytes replaced by `<topics>`."""
+    if isinstance(x, bytes):
+        return x.replace(name, b"<topics>")
+    if isinstance(x, (list, tuple)):
+        return type(x)(unname(y, name) for y in x)
+    if isinstance(x, dict):
+        return {unname(k, name): unname(v, name) for k, v in x.items()}
+    return x
+
+
+def dump_state(r: redislib.Redis, prefix: str, topic_base: str = "") -> dict[bytes, Any]:
     """Canonical dump of every key under `<prefix>:` except EXCLUDED_KEY,
-    with the prefix removed: {key: (type, content, has_ttl)}."""
+    with the prefix removed: {key: (type, content, has_ttl)}. The global
+    slot names input partitions by topic (`{__global__}:pz:<topic>|<p>`, the
+    fields of `:parts` and `:pst`): the run's topic names, which start with
+    `topic_base`, are replaced by `<topics>` there."""
     keys = sorted(k for k in r.scan_iter(match=f"{prefix}:*", count=2000) if not EXCLUDED_KEY.search(k))
     if not keys:
         return {}
@@ -665,19 +760,25 @@ def dump_state(r: redislib.Redis, prefix: str) -> dict[bytes, Any]:
         if t == "none":
             continue
         if t == "hash":
+            if GLOBAL_PST.search(k):  # <epoch>|<at end>: which partitions reported, not how
+                v = {f: b"" for f in v}
             v = sorted(v.items())
         elif t == "set":
             v = sorted(v)
-        out[k[cut:]] = (t, v, ttl > 0)
+        key = k[cut:]
+        if topic_base and key.startswith(b"{__global__}"):
+            key, v = unname(key, topic_base.encode()), unname(v, topic_base.encode())
+        out[key] = (t, v, ttl > 0)
     return out
 
 
-def leftover_snapshots(r: redislib.Redis, prefix: str) -> int:
-    """Members of the forecast-snapshot sorted sets (`:snap:` keys) still in
-    Redis: not compared, but reported, since snapshots that are never
-    released are memory that only grows."""
+def leftover_snapshots(r: redislib.Redis, prefix: str, kind: str = "snap") -> int:
+    """Members of the forecast-snapshot sorted sets (`:snap:` keys; the
+    monitor's output snapshots with kind="osnap") still in Redis: not
+    compared, but reported, since snapshots that are never released are
+    memory that only grows."""
     n = 0
-    for k in r.scan_iter(match=f"{prefix}:*:snap:*", count=2000):
+    for k in r.scan_iter(match=f"{prefix}:*:{kind}:*", count=2000):
         if r.type(k) == b"zset":
             n += r.zcard(k)
         else:
@@ -690,6 +791,127 @@ def diff_state(ref: dict, got: dict) -> dict:
     only_got = sorted(set(got) - set(ref))
     changed = sorted(k for k in set(ref) & set(got) if ref[k] != got[k])
     return {"missing": only_ref, "extra": only_got, "changed": changed}
+
+
+# ----------------------------------------------------------------- monitor --
+
+
+def alert_type(key: Optional[bytes]) -> str:
+    """The type of an alert from its key, the fingerprint
+    `type|series|horizon|model|indicator`."""
+    return (key or b"").split(b"|", 1)[0].decode(errors="replace")
+
+
+def keyed(msgs: list) -> dict[Optional[bytes], list[bytes]]:
+    """Records of an output topic by key, each key's values in log order
+    (a key lives in one partition)."""
+    out: dict[Optional[bytes], list[bytes]] = {}
+    for key, value, part, offset, _h in sorted(msgs, key=lambda m: (m[2], m[3])):
+        out.setdefault(key, []).append(value)
+    return out
+
+
+@dataclass
+class KeyedCmp:
+    """Alerts or validation windows of a run against the reference's: per
+    key, the same multiset of value bytes (duplicates: copies beyond the
+    reference's count; lost: reference records missing; unexpected: values
+    the reference does not have) and, where the multisets are equal, the
+    same order (`order` counts keys whose records came in another order)."""
+
+    expected: int = 0
+    seen: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    unexpected: int = 0
+    order: int = 0
+    samples: list = field(default_factory=list)
+
+    def failed(self) -> bool:
+        return bool(self.duplicates or self.lost or self.unexpected or self.order)
+
+
+def compare_keyed(exp: dict, got: dict) -> KeyedCmp:
+    c = KeyedCmp()
+    for key in sorted(set(exp) | set(got), key=lambda k: k or b""):
+        e = collections.Counter(exp.get(key, []))
+        g = collections.Counter(got.get(key, []))
+        c.expected += sum(e.values())
+        c.seen += sum(g.values())
+        dup = lost = unexp = 0
+        for v, n in g.items():
+            dup += max(0, n - max(1, e.get(v, 0)))
+            unexp += v not in e
+        for v, n in e.items():
+            lost += max(0, n - g.get(v, 0))
+        c.duplicates += dup
+        c.lost += lost
+        c.unexpected += unexp
+        name = (key or b"").decode(errors="replace")
+        if e == g and exp.get(key, []) != got.get(key, []):
+            c.order += 1
+            what = "same records, another order"
+        elif dup or lost or unexp:
+            what = f"{dup} duplicated, {lost} lost, {unexp} unexpected"
+        else:
+            continue
+        if len(c.samples) < 10:
+            c.samples.append(f"{name}: {what} (reference {sum(e.values())}, run {sum(g.values())})")
+    return c
+
+
+def split_alerts(alerts: dict) -> tuple[dict, dict]:
+    """(per-series alerts, alerts judged on the global watermark)."""
+    ser = {k: v for k, v in alerts.items() if alert_type(k) not in GLOBAL_TYPES}
+    glob = {k: v for k, v in alerts.items() if alert_type(k) in GLOBAL_TYPES}
+    return ser, glob
+
+
+def lifecycle_errors(avro: AvroCodec, alerts: dict) -> list[str]:
+    """Violations of the alert lifecycle (SPEC §6) in one run's output, per
+    fingerprint in log order: it starts with `firing`; a `firing` follows a
+    `firing` only with another severity; no two `resolved` in a row; the
+    fingerprint is the key; event times do not go back. Timing independent,
+    so it holds for every alert type in every run."""
+    errs = []
+    for key, vals in alerts.items():
+        prev = None
+        for v in vals:
+            try:
+                a = avro.decode(v, "Alert")
+            except Exception as e:  # noqa: BLE001
+                errs.append(f"{key!r}: undecodable alert ({e})")
+                continue
+            name = (key or b"").decode(errors="replace")
+            if a["fingerprint"] != name:
+                errs.append(f"{name}: record with fingerprint {a['fingerprint']!r}")
+            if prev is None:
+                if a["state"] != "firing":
+                    errs.append(f"{name}: starts {a['state']}")
+            elif prev["state"] == a["state"] == "resolved":
+                errs.append(f"{name}: resolved twice at {prev['event_time']}, {a['event_time']}")
+            elif prev["state"] == a["state"] == "firing" and prev["severity"] == a["severity"]:
+                errs.append(f"{name}: fired twice as {a['severity']} at {prev['event_time']}, {a['event_time']}")
+            if prev is not None and a["event_time"] < prev["event_time"]:
+                errs.append(f"{name}: event_time goes back from {prev['event_time']} to {a['event_time']}")
+            prev = a
+    return errs
+
+
+def monitor_census(avro: AvroCodec, alerts: dict, windows: dict) -> dict:
+    """What a run's monitor emitted: alert records by type and state, and
+    validation windows (overfitting ones counted)."""
+    types: collections.Counter = collections.Counter()
+    states: collections.Counter = collections.Counter()
+    for key, vals in alerts.items():
+        for v in vals:
+            a = avro.decode(v, "Alert")
+            types[a["type"]] += 1
+            states[a["state"]] += 1
+    overfit = sum(avro.decode(v, "ValidationWindow")["is_overfitting"] for vals in windows.values() for v in vals)
+    return {"alerts": sum(types.values()), "types": dict(sorted(types.items())), "states": dict(states),
+            "windows": sum(len(v) for v in windows.values()), "overfitting_windows": overfit,
+            "window_keys": len(windows)}
 
 
 # ------------------------------------------------------------------ worker --
@@ -872,11 +1094,25 @@ class Outcome:
     dup_sample: list = field(default_factory=list)
     state_diff_detail: list = field(default_factory=list)
     unexpected_sample: list = field(default_factory=list)
+    # monitoring (issue 10): per-series alerts, global-watermark alerts
+    # (GLOBAL_TYPES), validation windows, each against the reference
+    monitor: bool = False
+    alerts: KeyedCmp = field(default_factory=KeyedCmp)
+    global_alerts: KeyedCmp = field(default_factory=KeyedCmp)
+    global_strict: bool = True  # all input produced before the workers started
+    windows: KeyedCmp = field(default_factory=KeyedCmp)
+    lifecycle: list = field(default_factory=list)
+    osnaps_left: int = 0
+
+    def monitor_failed(self) -> bool:
+        g = self.global_alerts
+        return bool(self.alerts.failed() or self.windows.failed() or self.lifecycle or g.duplicates
+                    or (self.global_strict and g.failed()))
 
     def ok(self) -> bool:
         return not (self.lost or self.duplicates or self.unexpected or not self.state_equal or self.dlq_dup
                     or self.dlq_lost or self.dlq_unexpected or self.dlq_mismatch or self.timeout or self.crashes
-                    or self.error)
+                    or self.error or self.monitor_failed())
 
 
 class Run:
@@ -906,6 +1142,9 @@ class Run:
         self.injections = 0
         self.sniper: Optional[Sniper] = None
         self.sent: list[tuple[Rec, int, int]] = []  # rec, partition, offset
+        # All input produced before the workers start (the reference, the
+        # input scenarios): then the global watermark is not timing dependent.
+        self.preproduced = False
         self.worker_env: dict[str, str] = {}  # extra environment of every worker
         self.fresh_worker_id = False  # a new worker.id per incarnation (settle_fresh_id)
         self.stop_before_redis = 0  # zombie_midbatch: worker1's first incarnation stops itself
@@ -929,6 +1168,8 @@ class Run:
             "state.retention_days": suite.args.retention_days,
             "log.level": "info",
         }
+        if suite.monitor:
+            cfg.update(MONITOR_CFG)
         if suite.guarantee:
             cfg["processing.guarantee"] = suite.guarantee
         cfg.update({f"topic.{role}": t for role, t in self.topics.items()})
@@ -1047,7 +1288,7 @@ class Run:
         return out
 
     def output_state(self) -> tuple[dict, dict]:
-        tps = [TopicPartition(self.topics[r], p) for r in ("forecasts", "dlq") for p in range(TOPIC_PARTITIONS[r])]
+        tps = [TopicPartition(self.topics[r], p) for r in OUTPUT_ROLES for p in range(TOPIC_PARTITIONS[r])]
         hw = self.suite.kafka.offsets(tps, IsolationLevel.READ_UNCOMMITTED)
         lso = self.suite.kafka.offsets(tps, IsolationLevel.READ_COMMITTED)
         return hw, lso
@@ -1106,6 +1347,16 @@ class Run:
             forced += w.stop()
         return forced
 
+    def write_monitor_outputs(self) -> None:
+        """The run's alerts and validation windows, decoded, one JSON line
+        each in log order per key, into its directory (alerts.jsonl,
+        validation.jsonl): the evidence when they differ from the reference."""
+        for name, recs, schema in (("alerts", self.alerts, "Alert"), ("validation", self.windows, "ValidationWindow")):
+            with open(self.dir / f"{name}.jsonl", "w") as f:
+                for key, vals in sorted(recs.items(), key=lambda kv: kv[0] or b""):
+                    for v in vals:
+                        f.write(json.dumps(self.suite.avro.decode(v, schema), sort_keys=True, default=str) + "\n")
+
     def collect(self, ref: Optional["Reference"], outcome: Outcome) -> None:
         k = self.suite.kafka
         # With the workers gone, wait (bounded) for transactions left open to
@@ -1122,6 +1373,11 @@ class Run:
         dlq = k.read_all(self.topics["dlq"], TOPIC_PARTITIONS["dlq"])
         self.forecasts = fc
         self.dlq = dlq
+        self.alerts = keyed(k.read_all(self.topics["alerts"], TOPIC_PARTITIONS["alerts"]))
+        self.windows = keyed(k.read_all(self.topics["validation"], TOPIC_PARTITIONS["validation"]))
+        outcome.monitor = self.suite.monitor
+        outcome.lifecycle = lifecycle_errors(self.suite.avro, self.alerts)
+        self.write_monitor_outputs()
         # Outputs of aborted transactions (a killed or fenced worker's
         # half-done batches): present in the log, hidden by read_committed.
         # Evidence that the faults hit workers in the middle of a batch.
@@ -1137,11 +1393,18 @@ class Run:
             except Exception:  # noqa: BLE001
                 outcome.extra.append("an undecodable forecast")
         r = redislib.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=scaled(30))
-        self.state = dump_state(r, self.prefix)
+        self.state = dump_state(r, self.prefix, self.base)
         outcome.snapshots_left = leftover_snapshots(r, self.prefix)
+        outcome.osnaps_left = leftover_snapshots(r, self.prefix, "osnap")
         r.close()
         if ref is None:
             return
+        ser_exp, glob_exp = split_alerts(ref.alerts)
+        ser_got, glob_got = split_alerts(self.alerts)
+        outcome.alerts = compare_keyed(ser_exp, ser_got)
+        outcome.global_alerts = compare_keyed(glob_exp, glob_got)
+        outcome.global_strict = self.preproduced
+        outcome.windows = compare_keyed(ref.windows, self.windows)
         exp = ref.pairs
         got = collections.Counter((m[0], m[1]) for m in fc)
         outcome.expected = sum(exp.values())
@@ -1198,12 +1461,16 @@ class Run:
         if outcome.dlq_lost:
             kinds = collections.Counter(bad[s].note for s in bad if s not in seen_src)
             outcome.extra.append(f"bad records never dead-lettered by kind: {dict(kinds)}")
-        d = diff_state(ref.state, self.state)
+        ref_state, run_state = ref.state, self.state
+        if not self.preproduced:  # the global rules' state is timing dependent then (GLOBAL_TIMING_KEY)
+            ref_state = {k: v for k, v in ref_state.items() if not GLOBAL_TIMING_KEY.search(k)}
+            run_state = {k: v for k, v in run_state.items() if not GLOBAL_TIMING_KEY.search(k)}
+        d = diff_state(ref_state, run_state)
         outcome.state_equal = not any(d.values())
         for key in (d["changed"] + d["missing"] + d["extra"])[:4]:
             outcome.state_diff_detail.append({"key": key.decode(errors="replace"),
-                                              "reference": repr(ref.state.get(key))[:3000],
-                                              "run": repr(self.state.get(key))[:3000]})
+                                              "reference": repr(ref_state.get(key))[:3000],
+                                              "run": repr(run_state.get(key))[:3000]})
         outcome.state_diff = {k: [x.decode(errors="replace") for x in v[:6]] + ([f"... {len(v)} in all"] if len(v) > 6 else [])
                               for k, v in d.items() if v}
 
@@ -1219,6 +1486,9 @@ class Reference:
     count: int
     nonfinite: int
     dir: str
+    alerts: dict = field(default_factory=dict)  # key -> values in log order
+    windows: dict = field(default_factory=dict)
+    census: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------- suite --
@@ -1237,6 +1507,8 @@ class Suite:
         self.chorus_bin = Path(args.chorus_bin)
         self.join_wait_ms = args.join_wait_ms
         self.guarantee = args.guarantee
+        self.monitor = not args.no_alerts
+        self.monitor_problems: list[str] = []
         self.avro = AvroCodec()
         self.refs: dict[str, Reference] = {}
         self.persistent: Optional[PersistentRedis] = None
@@ -1260,6 +1532,7 @@ class Suite:
         recs = self.dataset(which)
         log(f"reference run on data set '{which}' ({len(recs)} records, 1 worker, no faults)")
         run = Run(self, f"ref-{which}", recs, 1, seed=0)
+        run.preproduced = True
         run.setup()
         out = Outcome(f"ref-{which}")
         run.produce(0.0, start_workers_first=False)
@@ -1293,7 +1566,36 @@ class Suite:
             f"{len(run.state)} Redis keys compared, {secs:.1f}s")
         if dups:
             log(f"WARNING: the reference itself has {dups} duplicate (key, value) pairs")
-        ref = Reference(pairs, run.state, len(run.forecasts), nonfinite, str(run.dir))
+        ref = Reference(pairs, run.state, len(run.forecasts), nonfinite, str(run.dir), run.alerts, run.windows)
+        if self.monitor:
+            ref.census = census = monitor_census(self.avro, run.alerts, run.windows)
+            log(f"reference '{which}': monitor emitted {census}")
+            if out.lifecycle:
+                raise ReferenceFailed(f"reference run on '{which}' broke the alert lifecycle: {out.lifecycle[:5]}; "
+                                      f"see {run.dir}")
+            dup_alerts = sum(n - 1 for vals in run.alerts.values() for n in collections.Counter(vals).values() if n > 1)
+            dup_windows = sum(n - 1 for vals in run.windows.values() for n in collections.Counter(vals).values() if n > 1)
+            if dup_alerts or dup_windows:
+                raise ReferenceFailed(f"reference run on '{which}' emitted {dup_alerts} duplicate alerts and "
+                                      f"{dup_windows} duplicate validation windows; see {run.dir}")
+            # Monitoring must not be vacuous: a drift of the configuration,
+            # the data or the rules that silences it fails every row.
+            if which == "base":
+                short = []
+                for what in ("alerts", "windows", "overfitting_windows"):
+                    if census[what] < MONITOR_MIN[what]:
+                        short.append(f"{census[what]} {what.replace('_', ' ')} (at least {MONITOR_MIN[what]} required)")
+                missing = [t for t in MONITOR_MIN["types"] if t not in census["types"]]
+                if missing:
+                    short.append(f"no {', '.join(missing)} alert")
+                if not census["states"].get("resolved"):
+                    short.append("no resolved alert")
+                if short:
+                    # Not a ReferenceFailed: the scenarios still run and are
+                    # compared, but the suite fails (main) with this reason.
+                    self.monitor_problems.append(f"reference run on '{which}': the monitor is nearly silent: "
+                                                 f"{'; '.join(short)}; check MONITOR_CFG and the data set's events")
+                    log(f"  ERROR: {self.monitor_problems[-1]}")
         self.refs[which] = ref
         return ref
 
@@ -1322,10 +1624,20 @@ class Scenario:
     full: int  # iterations in the full run
     per_run: int  # fault injections per run (0: input scenario, iterations = runs)
     data: str = "base"
+    # All input produced before the workers start (as in the reference), so
+    # that the global watermark, and with it EXTREME_PREDICTIONS and
+    # ALERT_STORM, are compared strictly. Fault scenarios produce while
+    # their faults are injected, and cannot.
+    preproduce: bool = False
 
 
 SCENARIOS = [
-    Scenario("control", "no fault, 3 workers (1-vs-N determinism control)", 3, 1, 2, 0),
+    Scenario("control", "no fault, 3 workers, all input produced first (1-vs-N determinism control)", 3, 1, 2, 0,
+             preproduce=True),
+    Scenario("replay", "the reference again: 1 worker, no fault, all input produced first; must be "
+             "byte-identical (SPEC §9.2) (extra)", 1, 1, 2, 0, preproduce=True),
+    Scenario("control_live", "no fault, 3 workers, input produced while they run (the timing control of the "
+             "global alerts) (extra)", 3, 1, 2, 0),
     Scenario("kill9", "SIGKILL a random worker at random instants, supervisor restarts it", 3, 4, 24, 6),
     Scenario("crash_inflight", "SIGKILL every worker the moment an output appears in the log (read_uncommitted) (extra)", 3, 2, 8, 4),
     Scenario("zombie", "SIGSTOP a worker beyond session.timeout.ms, then SIGCONT; its Redis writes must be fenced", 3, 1, 4, 2),
@@ -1338,10 +1650,14 @@ SCENARIOS = [
     Scenario("redis_restart", "kill redis-server (TERM/KILL alternately), restart on the same port (AOF, fsync always)", 2, 2, 6, 3),
     Scenario("redis_pause", "SIGSTOP redis-server 3-7 s (> redis.timeout_ms), then SIGCONT", 2, 2, 6, 3),
     Scenario("redis_fnflush", "FUNCTION FLUSH: Redis loses the loaded chorus library mid-run (extra)", 2, 2, 6, 3),
-    Scenario("duplicates", "a copy of 10 % of the input records re-produced at new offsets", 2, 1, 3, 0),
-    Scenario("shuffled", "input interleaved at random across series and topics (per-series order kept)", 2, 1, 3, 0),
-    Scenario("garbage", "1 % garbage records interleaved (10 classes, one oversized per run)", 2, 1, 3, 0),
-    Scenario("nonfinite", "NaN/±Inf records added; absurd finite values (±1e308, subnormal, 0) in the data", 2, 1, 3, 0, "absurd"),
+    Scenario("duplicates", "a copy of 10 % of the input records re-produced at new offsets", 2, 1, 3, 0,
+             preproduce=True),
+    Scenario("shuffled", "input interleaved at random across series and topics (per-series order kept)", 2, 1, 3, 0,
+             preproduce=True),
+    Scenario("garbage", "1 % garbage records interleaved (10 classes, one oversized per run)", 2, 1, 3, 0,
+             preproduce=True),
+    Scenario("nonfinite", "NaN/±Inf records added; absurd finite values (±1e308, subnormal, 0) in the data", 2, 1, 3, 0,
+             "absurd", preproduce=True),
     Scenario("broker_restart", "stop the Kafka broker (TERM/KILL alternately), restart it on the same ports and data", 2, 1, 4, 2),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -1591,6 +1907,7 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
         port = suite.persistent_redis().port if sc.name == "redis_restart" else None
         run = Run(suite, sc.name, recs, sc.workers, rseed, redis_port=port)
         run.extra_forced = 0
+        run.preproduced = sc.preproduce
         out = Outcome(sc.name, seed=rseed, dir=str(run.dir), records_in=len(recs))
         log(f"{sc.name} run {i + 1}/{len(plan)}: seed {rseed}, {len(recs)} records, {sc.workers} workers"
             + (f", {k} injections" if k else ""))
@@ -1598,7 +1915,10 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
         try:
             run.setup()
             duration = schedule_faults(suite, run, sc, k) if k else 4.0
-            run.produce(duration)
+            if sc.preproduce:
+                run.produce(0.0, start_workers_first=False)
+            else:
+                run.produce(duration)
             why, settle = run.wait_complete(150)
             out.timeout, out.settle_seconds = why, settle
             out.forced_kills = run.stop_workers() + run.extra_forced
@@ -1641,6 +1961,7 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
             f"lost {out.lost}, unexpected {out.unexpected}, dlq {out.dlq_seen}/{out.dlq_expected} "
             f"(dup {out.dlq_dup}, lost {out.dlq_lost}, unexpected {out.dlq_unexpected}), state equal {out.state_equal}, "
             f"settle {out.settle_seconds:.1f}s, {out.seconds:.0f}s"
+            + (f", {monitor_line(out)}" if out.monitor else "")
             + (f", TIMEOUT {out.timeout}" if out.timeout else "")
             + (f", state diff {out.state_diff}" if out.state_diff else "")
             + (f", notes {out.extra}" if out.extra else ""))
@@ -1654,21 +1975,78 @@ def run_scenario(suite: Suite, sc: Scenario, iterations: int, seed: int) -> list
 # ------------------------------------------------------------------- table --
 
 
+def monitor_line(o: Outcome) -> str:
+    a, g, w = o.alerts, o.global_alerts, o.windows
+    s = (f"alerts {a.expected}+{g.expected} expected / {a.seen}+{g.seen} seen (per-series+global; "
+         f"dup {a.duplicates}+{g.duplicates}, lost {a.lost}+{g.lost}, unexpected {a.unexpected}+{g.unexpected}, "
+         f"order {a.order}+{g.order}{'' if o.global_strict else '; global not strict'}), "
+         f"windows {w.expected}/{w.seen} (dup {w.duplicates}, lost {w.lost}, unexpected {w.unexpected}, order {w.order})")
+    if o.lifecycle:
+        s += f", LIFECYCLE {o.lifecycle[:3]}"
+    samples = a.samples + w.samples + (g.samples if o.global_strict or g.duplicates else [])
+    if samples:
+        s += f", differing keys {samples[:6]}"
+    return s
+
+
 def summarize(name: str, outs: list[Outcome], sc: Scenario) -> dict:
+    def tot(f: Callable[[Outcome], int]) -> int:
+        return sum(f(o) for o in outs)
+
+    # Alerts compared strictly: the per-series ones always, the global ones
+    # when all input was produced first; a duplicate is a duplicate anyway.
+    def strict_alerts(attr: str) -> int:
+        return tot(lambda o: getattr(o.alerts, attr) + (getattr(o.global_alerts, attr) if o.global_strict else 0))
+
     s = {
         "fault": name,
         "runs": len(outs),
         "iterations": sum(o.injections for o in outs) if sc.per_run else len(outs),
-        "records_in": sum(o.records_in for o in outs),
-        "expected": sum(o.expected for o in outs),
-        "seen": sum(o.seen for o in outs),
-        "duplicates": sum(o.duplicates for o in outs) + sum(o.dlq_dup for o in outs),
-        "lost": sum(o.lost for o in outs) + sum(o.dlq_lost for o in outs),
-        "unexpected": sum(o.unexpected for o in outs) + sum(o.dlq_unexpected for o in outs),
+        "records_in": tot(lambda o: o.records_in),
+        "expected": tot(lambda o: o.expected),
+        "seen": tot(lambda o: o.seen),
+        "alerts_expected": strict_alerts("expected"),
+        "alerts_seen": strict_alerts("seen"),
+        "global_expected": tot(lambda o: o.global_alerts.expected),
+        "global_seen": tot(lambda o: o.global_alerts.seen),
+        "global_strict": all(o.global_strict for o in outs),
+        "windows_expected": tot(lambda o: o.windows.expected),
+        "windows_seen": tot(lambda o: o.windows.seen),
+        "monitor": any(o.monitor for o in outs),
+        "duplicates": tot(lambda o: o.duplicates + o.dlq_dup + o.alerts.duplicates + o.global_alerts.duplicates
+                          + o.windows.duplicates),
+        "lost": tot(lambda o: o.lost + o.dlq_lost + o.windows.lost) + strict_alerts("lost"),
+        "unexpected": tot(lambda o: o.unexpected + o.dlq_unexpected + o.windows.unexpected) + strict_alerts("unexpected"),
         "state_equal": all(o.state_equal for o in outs) and not any(o.error for o in outs),
         "ok": all(o.ok() for o in outs),
     }
     notes = []
+    if s["monitor"]:
+        ad, al, au = (tot(lambda o: o.alerts.duplicates + o.global_alerts.duplicates), strict_alerts("lost"),
+                      strict_alerts("unexpected"))
+        wd, wl, wu = tot(lambda o: o.windows.duplicates), tot(lambda o: o.windows.lost), tot(lambda o: o.windows.unexpected)
+        if ad or al or au:
+            notes.append(f"ALERTS dup {ad}, lost {al}, unexpected {au}")
+        if wd or wl or wu:
+            notes.append(f"WINDOWS dup {wd}, lost {wl}, unexpected {wu}")
+        order = strict_alerts("order") + tot(lambda o: o.windows.order)
+        if order:
+            notes.append(f"{order} alert or window keys out of order")
+        lc = tot(lambda o: len(o.lifecycle))
+        if lc:
+            notes.append(f"{lc} alert lifecycle violations")
+        paced = [o for o in outs if not o.global_strict]
+        if paced:
+            g = [o.global_alerts for o in paced]
+            differ = sum(1 for x in g if x.lost or x.unexpected or x.order)
+            notes.append(f"global alerts (not compared strictly, input produced during the run): "
+                         f"{sum(x.expected for x in g)} expected / {sum(x.seen for x in g)} seen, "
+                         f"{sum(x.lost for x in g)} not seen, {sum(x.unexpected for x in g)} unexpected"
+                         f"{f', {sum(x.order for x in g)} keys in another order' if any(x.order for x in g) else ''}"
+                         f" ({differ} of {len(g)} runs differ)")
+        osn = tot(lambda o: o.osnaps_left)
+        if osn:
+            notes.append(f"{osn} unreleased monitor snapshots left in Redis")
     if sc.per_run:
         notes.append(f"{s['runs']} run{'s' if s['runs'] != 1 else ''}")
     dlq_exp = sum(o.dlq_expected for o in outs)
@@ -1676,8 +2054,8 @@ def summarize(name: str, outs: list[Outcome], sc: Scenario) -> dict:
         notes.append(f"DLQ {sum(o.dlq_seen for o in outs)}/{dlq_exp} (dup {sum(o.dlq_dup for o in outs)}, "
                      f"lost {sum(o.dlq_lost for o in outs)}, unexpected {sum(o.dlq_unexpected for o in outs)}"
                      + (f", bytes differ {sum(o.dlq_mismatch for o in outs)}" if any(o.dlq_mismatch for o in outs) else "") + ")")
-    if s["unexpected"]:
-        notes.append(f"unexpected outputs {sum(o.unexpected for o in outs)}")
+    if sum(o.unexpected for o in outs):
+        notes.append(f"unexpected forecasts {sum(o.unexpected for o in outs)}")
     div = sum(o.diverged_keys for o in outs)
     if div:
         notes.append(f"{div} keys with a different value")
@@ -1711,14 +2089,25 @@ def summarize(name: str, outs: list[Outcome], sc: Scenario) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["fault", "iterations", "records in", "outputs expected vs seen", "duplicates", "lost",
-            "Redis state equal to a clean run", "notes"]
+    """The Markdown table. "alerts" counts the alert records compared
+    strictly (per-series types always, EXTREME_PREDICTIONS and ALERT_STORM
+    too where all input was produced first: marked "incl. global"; elsewhere
+    the global ones are in the notes). duplicates and lost add up forecasts,
+    dead letters, alerts and validation windows."""
+    monitor = any(r.get("monitor") for r in rows)
+    head = ["fault", "iterations", "records in", "forecasts expected vs seen"]
+    if monitor:
+        head += ["alerts expected vs seen", "windows expected vs seen"]
+    head += ["duplicates", "lost", "Redis state equal to a clean run", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join([
-            r["fault"], str(r["iterations"]), str(r["records_in"]), f"{r['expected']} / {r['seen']}",
-            str(r["duplicates"]), str(r["lost"]), "yes" if r["state_equal"] else "no", r["notes"],
-        ]) + " |")
+        cells = [r["fault"], str(r["iterations"]), str(r["records_in"]), f"{r['expected']} / {r['seen']}"]
+        if monitor:
+            cells += [f"{r['alerts_expected']} / {r['alerts_seen']}"
+                      + (" incl. global" if r["global_strict"] else " per-series"),
+                      f"{r['windows_expected']} / {r['windows_seen']}"]
+        cells += [str(r["duplicates"]), str(r["lost"]), "yes" if r["state_equal"] else "no", r["notes"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -1750,6 +2139,8 @@ def main() -> int:
     ap.add_argument("--absurd-values", type=lambda t: [float(x) for x in t.split(",")],
                     help="comma list of the absurd finite values of the nonfinite scenario (default: %s)"
                     % ",".join(repr(v) for v in ABSURD))
+    ap.add_argument("--no-alerts", action="store_true",
+                    help="run without monitoring (alerts.enabled=0): forecasts, dead letters and state only")
     ap.add_argument("--guarantee", default="", help="set processing.guarantee (default: the binary's default)")
     ap.add_argument("--json", help="write the results (rows and per-run details) to this file")
     ap.add_argument("--bootstrap", required=True)
@@ -1780,23 +2171,30 @@ def main() -> int:
             its = args.iterations if args.iterations else (sc.quick if args.quick else sc.full)
             outs = run_scenario(suite, sc, its, args.seed)
             rows.append(summarize(n, outs, sc))
-            details[n] = [o.__dict__ for o in outs]
+            details[n] = [dataclasses.asdict(o) for o in outs]
     finally:
         suite.cleanup()
     header = (f"Fault suite, {mode} mode, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
               f"{time.time() - started:.0f} s; binary {suite.chorus_bin}; processing.guarantee "
               f"{args.guarantee or 'default'} ({probe}); seed {args.seed}; data {args.series} series × 3 models × "
-              f"{args.days} days ({len(suite.base)} records per run); join.max_wait_ms {args.join_wait_ms}")
+              f"{args.days} days ({len(suite.base)} records per run); join.max_wait_ms {args.join_wait_ms}; "
+              + (f"monitoring on ({', '.join(f'{k}={v}' for k, v in MONITOR_CFG.items())})" if suite.monitor
+                 else "monitoring off"))
+    if suite.monitor:
+        header += "; reference monitor output: " + "; ".join(f"{k}: {v.census}" for k, v in suite.refs.items())
     print(header)
     print()
     print(table(rows))
+    for problem in suite.monitor_problems:
+        print(f"\nFAILED: {problem}")
     sys.stdout.flush()
     if args.json:
         Path(args.json).write_text(json.dumps({"header": header, "rows": rows, "runs": details,
-                                               "references": {k: {"count": v.count, "keys": len(v.state), "dir": v.dir}
+                                               "references": {k: {"count": v.count, "keys": len(v.state), "dir": v.dir,
+                                                                  "monitor": v.census}
                                                               for k, v in suite.refs.items()}},
                                               indent=1, default=str))
-    return 0 if all(r["ok"] for r in rows) else 1
+    return 0 if all(r["ok"] for r in rows) and not suite.monitor_problems else 1
 
 
 if __name__ == "__main__":

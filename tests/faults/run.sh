@@ -8,17 +8,21 @@
 # Starts its own Kafka broker and redis-server with tests/harness/ (always
 # stopped again, also on failure or Ctrl-C), runs the scenarios with
 # tests/faults/faults.py in the test venv, and prints a Markdown table:
-# fault | iterations | records in | outputs expected vs seen | duplicates |
-# lost | Redis state equal to a clean run | notes.
+# fault | iterations | records in | forecasts, alerts and validation windows
+# expected vs seen | duplicates | lost | Redis state equal to a clean run |
+# notes.
 # Exit status: 0 when every row shows 0 lost, 0 duplicates, no unexpected
 # output and state equal to the clean run; 1 otherwise; 2 on a usage or
 # setup error.
 #
-# Scenarios: control kill9 crash_inflight zombie zombie_midbatch settle_stable_id settle_fresh_id
-# kill_at_release rebalance rolling_restart
+# Scenarios: control replay control_live kill9 crash_inflight zombie zombie_midbatch
+# settle_stable_id settle_fresh_id kill_at_release rebalance rolling_restart
 # redis_restart redis_pause redis_fnflush duplicates shuffled garbage
-# nonfinite broker_restart (default: all; crash_inflight, rolling_restart and
-# redis_fnflush are extras beyond the list).
+# nonfinite broker_restart (default: all; replay, control_live, crash_inflight,
+# rolling_restart and redis_fnflush are extras beyond the list).
+# Monitoring is on in every run (alerts.enabled=1; --no-alerts turns it off):
+# the table also compares chorus.alerts and chorus.validation with the clean
+# run (alerts and windows expected vs seen).
 # --quick runs a few iterations of each (CI, a few minutes); the default
 # is the full run (kill -9 24 times, ...). See docs/reliability.md.
 #
