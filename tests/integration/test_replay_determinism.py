@@ -244,9 +244,10 @@ class GroupGate:
             self.c.close()
 
 
-def replay(kafka, chorus, chorus_config, topic_factory, test_id, redis_prefix, name, inputs, workers, expected_count):
+def replay(kafka, chorus, chorus_config, topic_factory, test_id, redis_prefix, name, inputs, workers, expected_count, extra=None, outputs_out=None):
     """One replay of `inputs` from the start into a fresh key space and fresh
-    output topics; returns the forecast messages and the workers' logs."""
+    output topics; returns the forecast messages and the workers' logs (and
+    puts the output topics in `outputs_out`, when given)."""
     outputs = topic_factory(partitions=PARTITIONS, roles=OUTPUT_ROLES)
     group = new_group(test_id, name)
     cfg = dict(chorus_config)
@@ -262,6 +263,9 @@ def replay(kafka, chorus, chorus_config, topic_factory, test_id, redis_prefix, n
             "join.max_wait_ms": 600000,
         }
     )
+    cfg.update(extra or {})
+    if outputs_out is not None:
+        outputs_out.append(outputs)
     gate = GroupGate(kafka, group, [inputs.predictions, inputs.actuals]) if workers > 1 else None
     procs = [chorus(cfg, name=f"{name}-worker{i}") for i in range(1, workers + 1)]
     if gate is not None:
@@ -396,3 +400,71 @@ def test_replay_past_retention_is_deterministic(kafka, avro, topic_factory, chor
     for i, log in enumerate(runs["c"]["logs"], start=1):
         applied = re.findall(r'msg="?stopped"?.* applied=(\d+)', log)
         assert applied and int(applied[-1]) > 0, f"c-worker{i} applied no records; run (c) did not test two workers"
+
+
+# ------------------------------------------------------------ monitoring --
+
+#: Monitoring settings under which this history raises alerts of several
+#: kinds and closes validation windows: retention 40 >= window 30 +
+#: validation windows of 7 days + 1; a configured baseline the ensemble's
+#: daily MAPE (about 0.3 %) crosses both ways; the other thresholds at
+#: their defaults.
+MONITORING = {
+    "alerts.enabled": 1,
+    "alerts.baseline_mape": "0.3",
+    "alerts.mape_degradation.pp": 0,
+    "alerts.performance_drift.pp": 0,
+    "validation.window_days": 7,
+    "validation.min_test_points": 5,
+}
+
+
+def test_replay_with_monitoring_is_deterministic(kafka, avro, topic_factory, chorus, chorus_config, redis_prefix, test_id):
+    """Issue 10's determinism test: the same history replayed with monitoring
+    on, 1 partition and 1 worker, 3 partitions and 1 worker, 3 partitions
+    and 2 workers, gives the same forecasts (byte for byte per key and
+    revision), the same alerts (per fingerprint, the same records in the same
+    order) and the same validation windows (per key, in order)."""
+    actuals, preds = history()
+    one = topic_factory(partitions=1, roles=INPUT_ROLES)
+    three = topic_factory(partitions=PARTITIONS, roles=INPUT_ROLES)
+    produce_to_partitions(kafka, encode(avro, one, actuals, preds, partitioned=False))
+    produce_to_partitions(kafka, encode(avro, three, actuals, preds, partitioned=True))
+
+    def per_key(msgs):
+        out: dict[bytes, list[bytes]] = {}
+        for m in msgs:
+            out.setdefault(m.key(), []).append(m.value())
+        return out
+
+    runs = {}
+    for name, inputs, workers in (("ma", one, 1), ("mb", three, 1), ("mc", three, 2)):
+        outs: list = []
+        msgs, _ = replay(kafka, chorus, chorus_config, topic_factory, test_id, redis_prefix, name, inputs, workers, len(preds), MONITORING, outs)
+        raw, _, dups = by_key_revision(avro, msgs)
+        assert not dups, f"run {name}: forecasts emitted twice: {dups[:3]}"
+        runs[name] = {
+            "forecasts": raw,
+            "alerts": per_key(kafka.read_to_end(outs[0].alerts)),
+            "windows": per_key(kafka.read_to_end(outs[0].validation)),
+        }
+    base = runs["ma"]
+    alerts = [avro.decode(v, "Alert") for vs in base["alerts"].values() for v in vs]
+    kinds = {a["type"] for a in alerts}
+    n_windows = sum(len(v) for v in base["windows"].values())
+    # Not vacuous: several kinds of alert, and windows for every series.
+    assert len(alerts) >= 10 and len(kinds) >= 3, sorted(kinds)
+    assert n_windows >= len(SERIES) * 5, n_windows
+    for name in ("mb", "mc"):
+        r = runs[name]
+        assert r["forecasts"] == base["forecasts"], f"run {name}: forecasts differ from run ma"
+        if r["alerts"] != base["alerts"]:
+            diff = []
+            for k in sorted(set(r["alerts"]) | set(base["alerts"])):
+                a = [avro.decode(v, "Alert") for v in base["alerts"].get(k, [])]
+                b = [avro.decode(v, "Alert") for v in r["alerts"].get(k, [])]
+                if a != b:
+                    brief = lambda xs: [(x["state"], x["event_time"], x["value"], x["details"].get("scored_targets")) for x in xs]  # noqa: E731
+                    diff.append(f"{k!r}: ma {brief(a)} vs {name} {brief(b)}")
+            raise AssertionError(f"run {name}: alerts differ from run ma:\n" + "\n".join(diff[:6]))
+        assert r["windows"] == base["windows"], f"run {name}: validation windows differ from run ma"

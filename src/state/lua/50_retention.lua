@@ -50,11 +50,12 @@ local DAY_MS = 86400000
 -- may still be unread in another partition and need everything (a replay
 -- that reads the actuals' partition first).
 --
--- `v` is the validation config (55_validation.lua) or nil: the cut also
--- stays at or before the data of the earliest window not settled yet (its
--- in-sample period starts W before it), so that a gap in the data between a
--- window's end and the actual that closes it cannot trim what its verdict
--- reads.
+-- `v` is the validation config (55_validation.lua), given when monitoring
+-- is on, or nil: the cut also stays at or before the data of the earliest
+-- window not settled yet (its in-sample period starts W before it), so that
+-- a gap in the data between a window's end and the actual that closes it
+-- cannot trim what its verdict reads, and at or before the data of the next
+-- day close.
 local function trim(base, retention, W, wm, v)
     if not wm.aw or not wm.pw then
         return
@@ -70,6 +71,15 @@ local function trim(base, retention, W, wm, v)
         local k = #open > 0 and tonumber(string.match(open[1], '^([^|]*)'))
             or math.floor(wm.aw / v.L)
         cut = math.min(cut, math.floor((k * v.L - v.W) / DAY_MS) * DAY_MS)
+        -- Nor into what the next day close reads (chorus_monitor): its
+        -- forecasts and actuals, and the window before its buckets. The
+        -- closes run after the batch's state calls, so within one batch the
+        -- series' watermark can run ahead of them by the batch's span.
+        local closed = tonumber(redis.call('GET', base .. ':mclosed'))
+        if not closed then
+            return -- no day closed yet: the first close may need everything
+        end
+        cut = math.min(cut, math.floor(((closed + 1) * DAY_MS - v.W) / DAY_MS) * DAY_MS)
         if wm.tc and cut <= wm.tc then
             return
         end
@@ -90,6 +100,7 @@ local function trim(base, retention, W, wm, v)
         redis.call('DEL', base .. ':p:' .. old[i])
     end
     redis.call('ZREMRANGEBYSCORE', base .. ':buckets', '-inf', cutoff)
+    redis.call('ZREMRANGEBYSCORE', base .. ':gopen', '-inf', cutoff) -- emit.mode=complete
     -- Ensemble revisions go with their buckets; the daily MAPEs, one per
     -- day, stay 100 days longer for the auto baseline (days D-96 .. D-7).
     local ensh = redis.call('SMEMBERS', base .. ':ensh')
