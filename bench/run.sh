@@ -195,10 +195,13 @@ done < <(env)
 
 step "topics"
 for t in in.predictions in.actuals; do topic "$t" 4; done
-for run in c1 c1d c2 gate peer; do
+for run in c1 c1d c1x c1m c2 gate peer; do
 	topic "out.$run" 4
 	topic "out.$run.dlq" 1
 done
+# Monitoring's outputs (c1m).
+topic out.c1m.alerts 1
+topic out.c1m.validation 1
 
 # ----------------------------------------------------------- (c) produce --
 
@@ -336,6 +339,25 @@ if ! skipped c1d; then
 	rcli flushall >/dev/null
 	"$PY" "$BPY/compare.py" fields --bootstrap "$BOOT" --sample "$CMP_SAMPLE" out.c1 out.c1d \
 		>"$RES/retention_effect.json" || true
+fi
+
+# ------------------------------------------- (a) Chorus, monitoring on --
+
+# The cost of monitoring (issue 10): the same catch-up with every alert rule,
+# the validation windows and the global call on; the report gives its rate
+# as a share of (a)'s, measured in the same run (target: at least 70 %).
+if ! skipped c1m; then
+	# Its reference: the same settings with monitoring off, run just before
+	# (not (a) itself, which may run under perf).
+	step "(a) Chorus catch-up, 1 worker, monitoring off (reference of the next step)"
+	CX=$(conf c1x g.c1x c1x in.predictions in.actuals out.c1x "${MAIN_EXTRA[@]}")
+	catchup c1x g.c1x 1 "${worker_env[@]}" "$CHORUS" run -c "$CX"
+	rcli flushall >/dev/null
+	step "(a) Chorus catch-up, 1 worker, monitoring on (alerts.enabled = 1)"
+	CM=$(conf c1m g.c1m c1m in.predictions in.actuals out.c1m "${MAIN_EXTRA[@]}" "alerts.enabled = 1" \
+		"topic.alerts = out.c1m.alerts" "topic.validation = out.c1m.validation")
+	catchup c1m g.c1m 1 "${worker_env[@]}" "$CHORUS" run -c "$CM"
+	rcli flushall >/dev/null
 fi
 
 # ------------------------------------------------------------------ gate --

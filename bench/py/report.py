@@ -75,6 +75,7 @@ def main() -> int:
     pre, con, rc, rcc = load(res, "preload"), load(res, "consume"), load(res, "redis_ceiling"), load(res, "redis_compute")
     c1, c2, gate, peer = load(res, "c1"), load(res, "c2"), load(res, "gate"), load(res, "peer")
     c1d, ret = load(res, "c1d"), load(res, "retention_effect")
+    c1m, c1x = load(res, "c1m"), load(res, "c1x")
     lat = {v: load(res, f"latency_{v}") for v in ("default", "alo")}
     mem, cg, tot = load(res, "memory"), load(res, "callgrind"), load(res, "total")
     out = []
@@ -110,6 +111,9 @@ def main() -> int:
     if c2:
         w(f"| (a) Chorus catch-up, 2 workers | {n(c2['records_per_s'])} records/s | × {c2['records_per_s'] / c1_rate:.2f} of 1 worker; "
           f"peak RSS {n(max(x for x in c2['worker_peak_rss_kb'] if x) / 1024, 1)} MB each; Redis {n(c2.get('redis_cpu_us_per_record'), 1)} µs/record |")
+    if c1m and c1x:
+        w(f"| (a) catch-up, monitoring on | {n(c1m['records_per_s'])} records/s | × {c1m['records_per_s'] / c1x['records_per_s']:.2f} of the same run with monitoring off just before it ({n(c1x['records_per_s'])} records/s; target ≥ 0.70); "
+          f"worker {n(c1m['worker_cpu_us_per_record'], 1)} µs/record, Redis {n(c1m.get('redis_cpu_us_per_record'), 1)} µs/record |")
     if c1d:
         w(f"| (a) catch-up, default join wait | {n(c1d['records_per_s'])} records/s | predictions forced after 5 s may see fewer actuals; "
           f"worker {n(c1d['worker_cpu_us_per_record'], 1)} µs/record, Redis {n(c1d.get('redis_cpu_us_per_record'), 1)} µs/record, "
