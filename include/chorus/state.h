@@ -184,6 +184,28 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
                                       chorus_group_view_t *view);
 
 /**
+ * @returns how many forecasts an "applied" or "reemit" chorus_prediction
+ *          reply carries: 1 in the emit.mode=every shape, 0 or more in the
+ *          emit.mode=complete shape ({status, {horizon, bucket, revision,
+ *          ...}, ...}: the groups the call emits); 0 for any other status.
+ */
+size_t chorus_state_reply_forecasts(const redisReply *r);
+
+/**
+ * @brief Parse the @p k-th forecast of a chorus_prediction reply (see
+ *        chorus_state_reply_forecasts) into @p view.
+ *
+ * In the emit.mode=every shape it is chorus_state_parse_group() with
+ * @p horizon and @p bucket (the prediction's); a complete-mode view names
+ * its own group's horizon and bucket (a close emits other groups).
+ * @returns CHORUS_OK or CHORUS_ERR_STATE.
+ */
+chorus_err_t chorus_state_parse_forecast(const redisReply *r, size_t k, const char *series,
+                                         const char *horizon, int64_t bucket,
+                                         chorus_group_scratch_t *scratch,
+                                         chorus_group_view_t *view);
+
+/**
  * @brief Parse the score aggregates {n_se, Σse, n_ape, Σape} of one model
  *        (an element of a chorus_prediction reply, or a chorus_model_stats reply).
  * @returns 0, or -1 on an unexpected shape.

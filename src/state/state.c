@@ -459,6 +459,23 @@ void chorus_state_add_prediction(chorus_state_t *st, const chorus_prediction_t *
         snprintf(record, sizeof(record), "%s|%s|%s|%s|%lld|%s%s", iss, val, lo, hi,
                  (long long)p->target_time, p->has_model_version ? "v" : "-",
                  p->has_model_version ? p->model_version : "");
+        if (st->cfg->emit_mode == CHORUS_EMIT_COMPLETE) {
+                /* The emit argument (65_emit_complete.lua): "<min_models>|<model>|...",
+                 * the configured models of the horizon (none: the publishers). */
+                char emit[24 + CHORUS_MAX_MODELS * (CHORUS_NAME_MAX + 1)];
+                const char *argv_c[sizeof(argv) / sizeof(argv[0]) + 1];
+                size_t n, len;
+                const chorus_name_t *models =
+                    chorus_config_expected_models(st->cfg, p->horizon, &n);
+
+                len = (size_t)snprintf(emit, sizeof(emit), "%d", st->cfg->emit_min_models);
+                for (size_t i = 0; i < n && len < sizeof(emit); i++)
+                        len += (size_t)snprintf(emit + len, sizeof(emit) - len, "|%s", models[i]);
+                memcpy(argv_c, argv, sizeof(argv));
+                argv_c[sizeof(argv) / sizeof(argv[0])] = emit;
+                append_command(st, (int)(sizeof(argv_c) / sizeof(argv_c[0])), argv_c);
+                return;
+        }
         append_command(st, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
@@ -763,22 +780,19 @@ int chorus_state_parse_actual_agg(const redisReply *r, chorus_group_scratch_t *s
         return 0;
 }
 
-chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, const char *horizon,
-                                      int64_t bucket, chorus_group_scratch_t *s,
-                                      chorus_group_view_t *view) {
+/* The fields of a group view from @p el[0..n): revision, asof, models,
+ * scores, actuals, expected and (since validation windows) overfitting. */
+static chorus_err_t parse_view(const redisReply *const *el, size_t n, const char *series,
+                               const char *horizon, int64_t bucket, chorus_group_scratch_t *s,
+                               chorus_group_view_t *view) {
         const redisReply *models, *scores, *publishers;
         size_t n_models;
 
-        /* {'applied' | 'reemit', revision, asof, models, scores, actuals, expected,
-         *  overfitting}; a snapshot from a library before validation windows
-         *  has no overfitting flag. */
-        chorus_apply_status_t status = chorus_state_reply_status(r);
-        if ((status != CHORUS_APPLY_APPLIED && status != CHORUS_APPLY_REEMIT) ||
-            (r->elements != 7 && r->elements != 8))
+        if (n != 6 && n != 7)
                 return CHORUS_ERR_STATE;
-        models = r->element[3];
-        scores = r->element[4];
-        publishers = r->element[6];
+        models = el[2];
+        scores = el[3];
+        publishers = el[5];
         if (models->type != REDIS_REPLY_ARRAY || scores->type != REDIS_REPLY_ARRAY ||
             publishers->type != REDIS_REPLY_ARRAY || models->elements % 3 ||
             scores->elements != models->elements / 3 || models->elements == 0)
@@ -788,7 +802,7 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         view->series = series;
         view->horizon = horizon;
         view->bucket = bucket;
-        if (parse_int(r->element[1], &view->revision) || parse_int(r->element[2], &view->issued_at))
+        if (parse_int(el[0], &view->revision) || parse_int(el[1], &view->issued_at))
                 return CHORUS_ERR_STATE;
 
         n_models = models->elements / 3;
@@ -808,7 +822,7 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         view->models = s->models;
         view->n_models = n_models;
 
-        if (chorus_state_parse_actual_agg(r->element[5], s, &view->actuals))
+        if (chorus_state_parse_actual_agg(el[4], s, &view->actuals))
                 return CHORUS_ERR_STATE;
 
         s->publishers = chorus_grow(s->publishers, &s->publishers_cap, publishers->elements + 1,
@@ -821,14 +835,60 @@ chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, c
         qsort(s->publishers, publishers->elements, sizeof(*s->publishers), cmp_str);
         view->publishers = s->publishers;
         view->n_publishers = publishers->elements;
-        if (r->elements == 8) {
-                const redisReply *o = r->element[7];
+        if (n == 7) {
+                const redisReply *o = el[6];
                 if (o->type != REDIS_REPLY_STRING || o->len != 1 ||
                     (o->str[0] != '0' && o->str[0] != '1'))
                         return CHORUS_ERR_STATE;
                 view->overfitting = o->str[0] == '1';
         }
         return CHORUS_OK;
+}
+
+chorus_err_t chorus_state_parse_group(const redisReply *r, const char *series, const char *horizon,
+                                      int64_t bucket, chorus_group_scratch_t *s,
+                                      chorus_group_view_t *view) {
+        /* {'applied' | 'reemit', revision, asof, models, scores, actuals, expected,
+         *  overfitting}; a snapshot from a library before validation windows
+         *  has no overfitting flag. */
+        chorus_apply_status_t status = chorus_state_reply_status(r);
+        if ((status != CHORUS_APPLY_APPLIED && status != CHORUS_APPLY_REEMIT) ||
+            (r->elements != 7 && r->elements != 8))
+                return CHORUS_ERR_STATE;
+        return parse_view((const redisReply *const *)r->element + 1, r->elements - 1, series,
+                          horizon, bucket, s, view);
+}
+
+/* emit.mode=complete replies: {status, {horizon, bucket, revision, ...}, ...}. */
+static int is_complete_shape(const redisReply *r) {
+        return r->elements == 1 || r->element[1]->type == REDIS_REPLY_ARRAY;
+}
+
+size_t chorus_state_reply_forecasts(const redisReply *r) {
+        chorus_apply_status_t status = chorus_state_reply_status(r);
+
+        if (status != CHORUS_APPLY_APPLIED && status != CHORUS_APPLY_REEMIT)
+                return 0;
+        return is_complete_shape(r) ? r->elements - 1 : 1;
+}
+
+chorus_err_t chorus_state_parse_forecast(const redisReply *r, size_t k, const char *series,
+                                         const char *horizon, int64_t bucket,
+                                         chorus_group_scratch_t *s, chorus_group_view_t *view) {
+        const redisReply *g;
+        int64_t b;
+
+        if (k >= chorus_state_reply_forecasts(r))
+                return CHORUS_ERR_STATE;
+        if (!is_complete_shape(r))
+                return chorus_state_parse_group(r, series, horizon, bucket, s, view);
+        g = r->element[1 + k];
+        if (g->type != REDIS_REPLY_ARRAY || g->elements != 9 ||
+            g->element[0]->type != REDIS_REPLY_STRING || g->element[0]->len == 0 ||
+            parse_int(g->element[1], &b))
+                return CHORUS_ERR_STATE;
+        return parse_view((const redisReply *const *)g->element + 2, g->elements - 2, series,
+                          g->element[0]->str, b, s, view);
 }
 
 chorus_err_t chorus_state_model_stats(chorus_state_t *st, const char *series, const char *horizon,

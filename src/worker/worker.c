@@ -625,11 +625,6 @@ chorus_worker_t *chorus_worker_new(const chorus_config_t *cfg, char *errstr, siz
         w->dlq_steps = chorus_dlq_steps_new();
         snprintf(w->instance_id, sizeof(w->instance_id), "%d-%" PRIx64, (int)getpid(),
                  (uint64_t)time(NULL));
-        if (cfg->emit_mode != CHORUS_EMIT_EVERY) {
-                snprintf(errstr, errstr_size,
-                         "emit.mode=complete is not implemented yet; use emit.mode=every");
-                goto fail;
-        }
         if (!(w->actual_wm = chorus_series_map_new()) || !(w->blocked = chorus_series_map_new()) ||
             !(w->fs = chorus_feature_shift_new(cfg)) ||
             (cfg->alerts_enabled &&
@@ -897,23 +892,24 @@ static chorus_err_t produce_dead_letters(chorus_worker_t *w, int *refused) {
         return CHORUS_OK;
 }
 
-static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const redisReply *r) {
+/* Builds and encodes forecast @p k of prediction reply @p r into w->forecast
+ * and w->out. */
+static chorus_err_t build_forecast(chorus_worker_t *w, const entry_t *e, const redisReply *r,
+                                   size_t k, chorus_group_view_t *view) {
         const chorus_prediction_t *p = &e->rec.prediction;
         const chorus_topic_conf_t *t = &w->cfg->topics[CHORUS_TOPIC_FORECASTS];
-        chorus_group_view_t view;
-        char key[3 * (CHORUS_NAME_MAX + 1) + 24], errstr[256];
+        char errstr[256];
         chorus_err_t err;
-        int key_len;
 
-        if ((err = chorus_state_parse_group(r, p->series, p->horizon, e->bucket, &w->scratch,
-                                            &view))) {
+        if ((err = chorus_state_parse_forecast(r, k, p->series, p->horizon, e->bucket, &w->scratch,
+                                               view))) {
                 chorus_log_error("worker", "msg=\"unexpected state reply\" series=%s", p->series);
                 return err;
         }
-        if ((err = chorus_forecast_build(w->cfg, &view, &w->forecast))) {
+        if ((err = chorus_forecast_build(w->cfg, view, &w->forecast))) {
                 chorus_log_error("worker",
                                  "msg=\"cannot build forecast\" series=%s horizon=%s models=%zu",
-                                 p->series, p->horizon, view.n_models);
+                                 p->series, view->horizon, view->n_models);
                 return err;
         }
         chorus_buf_reset(&w->out);
@@ -922,14 +918,39 @@ static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const re
                 chorus_log_error("worker", "msg=\"encode failed\" err=\"%s\"", errstr);
                 return err;
         }
-        key_len = snprintf(key, sizeof(key), "%s|%s|%" PRId64, p->series, p->horizon, e->bucket);
-        if ((err = produce(w, t->name, key, (size_t)key_len, w->out.data, w->out.len, NULL)))
-                return err;
-        w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
-        chorus_telemetry_record_out(w->tm, t->name);
-        if (w->monitor && (chorus_monitor_note_forecast(w->monitor, &w->forecast) ||
-                           chorus_global_note_forecast(w->global, &w->forecast)))
-                return CHORUS_ERR_NOMEM;
+        return CHORUS_OK;
+}
+
+/* The forecasts of an applied or re-emitted prediction: its own group's in
+ * emit.mode=every; in emit.mode=complete those its call emitted (none, its
+ * own group's, groups it closed). All are built before any is produced, so
+ * that a failure retries the record without having produced part of it. */
+static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const redisReply *r) {
+        const chorus_prediction_t *p = &e->rec.prediction;
+        const chorus_topic_conf_t *t = &w->cfg->topics[CHORUS_TOPIC_FORECASTS];
+        size_t n = chorus_state_reply_forecasts(r);
+        chorus_group_view_t view;
+        char key[3 * (CHORUS_NAME_MAX + 1) + 24];
+        chorus_err_t err;
+        int key_len;
+
+        for (size_t k = 0; n > 1 && k < n; k++)
+                if ((err = build_forecast(w, e, r, k, &view)))
+                        return err;
+        for (size_t k = 0; k < n; k++) {
+                if ((err = build_forecast(w, e, r, k, &view)))
+                        return err;
+                key_len = snprintf(key, sizeof(key), "%s|%s|%" PRId64, p->series, view.horizon,
+                                   view.bucket);
+                if ((err =
+                         produce(w, t->name, key, (size_t)key_len, w->out.data, w->out.len, NULL)))
+                        return err;
+                w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
+                chorus_telemetry_record_out(w->tm, t->name);
+                if (w->monitor && (chorus_monitor_note_forecast(w->monitor, &w->forecast) ||
+                                   chorus_global_note_forecast(w->global, &w->forecast)))
+                        return CHORUS_ERR_NOMEM;
+        }
         return CHORUS_OK;
 }
 

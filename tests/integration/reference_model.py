@@ -31,6 +31,28 @@ Decisions where SPEC.md leaves room (kept explicit so a reader can check them)
       "round"; exact halves do not occur in the test data).
     * An exact duplicate is a record equal in every field (value, interval,
       model_version, times) to the model's current prediction for the group.
+
+emit.mode=complete (SPEC §5; the same decisions as docs/redis-keys.md)
+    * `revision` counts the group's emissions, from 1.
+    * A group closes at the earlier of: the observed_at of the first actual
+      of the series with bucket >= the group's bucket, and the issued_at of
+      the first prediction of (series, horizon) issued at or after the
+      bucket start. The close is emitted (with at least emit.min_models
+      present) by the first applied prediction of the series (any horizon)
+      issued at or after that instant, with the group as it is then: the
+      predictions before it in the stream, and that prediction itself when
+      it is in the group. So at a prediction issued at I the groups of its
+      horizon with bucket <= I close, and those of any horizon with bucket
+      <= B(I), the bucket of the newest actual observed at or before I
+      (every such actual is processed before it: the hold).
+    * Duplicates and older revisions emit nothing and close nothing.
+    * A group emits when it becomes complete (every configured model
+      present, others allowed), when it closes with at least min_models
+      present, and on every change after its first emission. A group closed
+      with fewer models emits at the first change that gives it min_models
+      (or makes it complete).
+    * The emissions of one prediction: the groups it closes, by bucket then
+      horizon (bytewise), then its own group.
 """
 
 from __future__ import annotations
@@ -337,6 +359,11 @@ class SeriesModel:
         # (horizon, model) -> issued_at of every record processed
         self.published: dict[tuple[str, str], list[int]] = {}
         self.arrivals = 0
+        # emit.mode=complete: (horizon, bucket) -> emissions; closed without
+        # emission; neither emitted nor closed
+        self.emissions: dict[tuple[str, int], int] = {}
+        self.closed: set[tuple[str, int]] = set()
+        self.open: set[tuple[str, int]] = set()
 
     # --- actuals as of I (SPEC §1 bucket, "as of I") ---
 
@@ -380,6 +407,14 @@ class SeriesModel:
     def apply(self, p: Prediction) -> Optional[dict]:
         """Process one prediction; return the forecast it emits, or None for
         an exact duplicate or an older revision."""
+        rev = self._take(p)
+        if rev is None:
+            return None
+        return self.forecast(p.horizon, bucket_of(p.target_time, self.cfg.resolution_ms), rev)
+
+    def _take(self, p: Prediction) -> Optional[int]:
+        """Record one prediction; its group's new change count, or None for
+        an exact duplicate or an older revision."""
         assert p.series == self.series
         self.arrivals += 1
         b = bucket_of(p.target_time, self.cfg.resolution_ms)
@@ -394,9 +429,55 @@ class SeriesModel:
         self.current[key] = _Winning(p, self.arrivals)
         rev = self.revisions.get((p.horizon, b), 0) + 1
         self.revisions[(p.horizon, b)] = rev
-        return self.forecast(p.horizon, b, rev)
+        return rev
 
-    def forecast(self, horizon: str, bucket: int, revision: int) -> dict:
+    # --- emit.mode=complete (SPEC §5; the decisions in the module doc) ---
+
+    def newest_actual_bucket(self, t: int) -> Optional[int]:
+        """B(t): the bucket of the newest actual observed at or before t."""
+        seen = [bucket_of(a.observed_at, self.cfg.resolution_ms) for _, a in self.actuals if a.observed_at <= t]
+        return max(seen) if seen else None
+
+    def group_models(self, horizon: str, bucket: int) -> list[str]:
+        return [m for (h, m, b) in self.current if h == horizon and b == bucket]
+
+    def apply_complete(self, p: Prediction, models: list[str], min_models: int) -> list[dict]:
+        """Process one prediction in emit.mode=complete; the forecasts it
+        emits, in order. `models` is the configured list of its horizon (the
+        same list for every horizon in these tests)."""
+        if self._take(p) is None:
+            return []
+        h, b, issued = p.horizon, bucket_of(p.target_time, self.cfg.resolution_ms), p.issued_at
+        seen = self.newest_actual_bucket(issued)
+        out = []
+
+        def emit(g):
+            self.open.discard(g)
+            self.emissions[g] = self.emissions.get(g, 0) + 1
+            out.append(self.forecast(g[0], g[1], self.emissions[g], expected=models))
+
+        others = sorted((g for g in self.open if g != (h, b) and g[1] <= issued), key=lambda g: (g[1], f"{g[1]}|{g[0]}".encode()))
+        for g in others:
+            if g[0] == h or (seen is not None and g[1] <= seen):
+                if len(self.group_models(*g)) >= min_models:
+                    emit(g)
+                else:
+                    self.open.discard(g)
+                    self.closed.add(g)
+        own = (h, b)
+        present = self.group_models(h, b)
+        complete = set(models) <= set(present)
+        closed = own in self.closed or issued >= b or (seen is not None and b <= seen)
+        if own in self.emissions or complete or (closed and len(present) >= min_models):
+            emit(own)
+        elif closed:
+            self.open.discard(own)
+            self.closed.add(own)
+        else:
+            self.open.add(own)
+        return out
+
+    def forecast(self, horizon: str, bucket: int, revision: int, expected: Optional[list[str]] = None) -> dict:
         """SPEC §5: the EnsembleForecast of group (series, horizon, bucket)."""
         group = {m: w.record for (h, m, b), w in self.current.items() if h == horizon and b == bucket}
         present = bytewise_sorted(group)
@@ -406,7 +487,7 @@ class SeriesModel:
         w, fallback = weights(self.cfg.method, self.cfg.weights_min_samples, stats)
         raw = combine(w, {m: group[m].value for m in present})
         g = guard(self.cfg, self.series, raw, bucket, self.window_actuals(asof, act))
-        expected = self.expected_models(horizon, asof)
+        expected = bytewise_sorted(expected) if expected else self.expected_models(horizon, asof)
         return {
             "series": self.series,
             "horizon": horizon,
@@ -436,16 +517,28 @@ def forecast_key(f: dict) -> str:
     return f"{f['series']}|{f['horizon']}|{f['target_time']}"
 
 
-def expected_forecasts(cfg: Config, predictions: list[Prediction], actuals: list[Actual]) -> list[dict]:
+def expected_forecasts(
+    cfg: Config,
+    predictions: list[Prediction],
+    actuals: list[Actual],
+    emit_mode: str = "every",
+    models: Optional[list[str]] = None,
+    min_models: int = 1,
+) -> list[dict]:
     """Every forecast the input should produce, per series in processing
     order. `predictions` is the produce order (per series it is the
-    consume order); `actuals` likewise."""
-    models: dict[str, SeriesModel] = {}
+    consume order); `actuals` likewise. emit_mode="complete" needs the
+    configured `models` (SPEC §5)."""
+    series: dict[str, SeriesModel] = {}
     out = []
     for p in predictions:
-        sm = models.get(p.series)
+        sm = series.get(p.series)
         if sm is None:
-            sm = models[p.series] = SeriesModel(cfg, p.series, actuals)
+            sm = series[p.series] = SeriesModel(cfg, p.series, actuals)
+        if emit_mode == "complete":
+            assert models, "emit.mode=complete needs a configured model list"
+            out.extend(sm.apply_complete(p, models, min_models))
+            continue
         f = sm.apply(p)
         if f is not None:
             out.append(f)

@@ -6,7 +6,8 @@
 -- chorus_prediction KEYS[1]=base
 --   ARGV: wm_field, offset, batch_id, force, horizon, model, bucket,
 --         issued_at, value, record, window_ms, retention_ms, want_expected,
---         epoch, committed_batches, validation (see validation_config)
+--         epoch, committed_batches, validation (see validation_config),
+--         emit (optional; see emit_config: absent or "-" in emit.mode=every)
 --   `committed_batches` lists, comma-separated, the batches whose
 --   transactions committed this input partition's offsets and whose records
 --   may still be read again (the worker reads them back from the offsets'
@@ -25,6 +26,10 @@
 --    {expected model, ...}, overfitting ('1' when the latest validation
 --    window of (series, horizon) closed by asof is overfitting, else '0')}
 --   Models and expected models are sorted; every aggregate is as of asof.
+--   In emit.mode=complete an applied prediction answers {'applied', view, ...}
+--   instead: one view {horizon, bucket, revision, asof, models, stats,
+--   actuals, expected, overfitting} per forecast it emits, possibly none
+--   (65_emit_complete.lua); duplicate and stale records emit nothing.
 --
 local function prediction(keys, args)
     local base = keys[1]
@@ -116,6 +121,21 @@ local function prediction(keys, args)
     local own_agg
     if obs then
         own_agg = put_score(base, hm, bucket, obs, value, act, window)
+    end
+
+    local ec = emit_config(args[17])
+    if ec then
+        -- emit.mode=complete: the groups this call emits (65_emit_complete.lua).
+        local v = validation_config(args[16])
+        validation_settle(base, wm, v)
+        local reply = complete_emissions(base, ec, horizon, bucket, issued_at, window,
+                                         want_expected, v)
+        if #reply > 1 then
+            redis.call('ZADD', snap_key, offset,
+                       offset .. '|' .. batch_id .. '|' .. cmsgpack.pack(reply))
+        end
+        trim(base, retention, window, wm, v)
+        return reply
     end
 
     -- Compute inputs, as of the latest issued_at present in the group.
