@@ -182,6 +182,7 @@ typedef struct chorus_config {
         int alerts_storm_count;         /**< alerts.alert_storm.count (5) */
         int alerts_storm_window_s;      /**< alerts.alert_storm.window_s (3600) */
         double alerts_stale_factor;     /**< alerts.data_stale.factor (2.0) */
+        int alerts_stale_wall;          /**< alerts.data_stale.clock: 1 for wall (event) */
         int alerts_stale_min_hours;     /**< alerts.data_stale.min_hours (24) */
         int alerts_stale_lookback_days; /**< alerts.data_stale.lookback_days (90) */
         double alerts_fs_change;        /**< alerts.feature_shift.change (0.20) */

@@ -130,6 +130,12 @@ static const conf_enum_value_t bool_values_no_tls[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const conf_enum_value_t stale_clock_values[] = {
+    {"event", 0, NULL, 0},
+    {"wall", 1, NULL, 0},
+    {NULL, 0, NULL, 0},
+};
+
 static const conf_enum_value_t zref_values[] = {
     {"change", CHORUS_ZREF_CHANGE, NULL, 0},
     {"level", CHORUS_ZREF_LEVEL, NULL, 0},
@@ -548,6 +554,17 @@ const conf_prop_t chorus_conf_props[] = {
              "actual exceeds the larger of `min_hours` and this times the largest gap between "
              "its consecutive actuals in the `lookback_days` before the newest; judged on the "
              "global watermark."},
+    {.name = "alerts.data_stale.clock",
+     .type = CONF_ENUM,
+     .section = CONF_SEC_ALERTS,
+     G(alerts_stale_wall),
+     .def = "event",
+     .values = stale_clock_values,
+     .desc = "`DATA_STALE`'s clock: `event` judges a deadline on the global watermark (replays, "
+             "the same with 1 worker or N; a series fires once its partition is consumed to "
+             "its end), `wall` on the wall clock at each batch with records (live input: a "
+             "series that stops while others in its partition go on; not for replays of old "
+             "data, where every series is behind the wall clock)."},
     {.name = "alerts.data_stale.min_hours",
      .type = CONF_INT,
      .section = CONF_SEC_ALERTS,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chorus/util.h"
 #include "../worker/series_map.h"
@@ -242,6 +243,13 @@ chorus_source_t chorus_global_anchor(const chorus_global_t *g) {
         return g->anchor;
 }
 
+static int64_t wall_clock_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* A growing argument list: pointers into owned strings. */
 typedef struct args {
         const char **v;
@@ -336,6 +344,11 @@ void chorus_global_queue(chorus_global_t *g, chorus_state_t *st, const char *bat
         addf(&a, "%d", c->alerts_extreme_min);
         addf(&a, "%d", c->alerts_storm_count);
         addf(&a, "%lld", (long long)c->alerts_storm_window_s * 1000LL);
+        /* DATA_STALE's wall clock, when configured: "" judges on the watermark. */
+        if (c->alerts_stale_wall)
+                addf(&a, "%" PRId64, wall_clock_ms());
+        else
+                add(&a, "");
         addf(&a, "%zu", n_topics);
         for (size_t i = 0; i < n_topics; i++) {
                 add(&a, topics[i].topic);

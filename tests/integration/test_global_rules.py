@@ -10,6 +10,8 @@ alerts. No test sleeps to synchronise: each waits on record counts.
 
 from __future__ import annotations
 
+import time
+
 from e2e_support import HOUR_MS, consume_until, day, encode_actuals, encode_predictions, new_group, produce_all
 from reference_model import Actual, Prediction
 
@@ -179,3 +181,31 @@ def test_data_stale_fires_on_the_global_watermark_and_resolves(kafka, avro, topi
     # newest event time before it, not past it): the order above shows it.
     assert first[0].key() == b"DATA_STALE|gone|||"
     assert alerts[0]["details"]["newest_actual"] == str(day(5) + 21 * HOUR_MS)
+
+
+def test_data_stale_on_the_wall_clock(kafka, avro, topic_factory, chorus, chorus_config, test_id):
+    """alerts.data_stale.clock=wall (live input): "gone" is past its deadline
+    on the wall clock, though not on the global watermark (the newest event
+    time, "live"'s last actual, is before it); "live" is within its own."""
+    now = int(time.time() * 1000)
+    H = HOUR_MS
+    acts = [Actual("live", now - 100 * H, 100.0), Actual("live", now - 50 * H, 100.0),  # allowed gap 100 h
+            Actual("gone", now - 61 * H, 100.0), Actual("gone", now - 60 * H, 100.0)]  # allowed gap 24 h
+    inputs = topic_factory(partitions=1, roles=("predictions", "actuals"))
+    outputs = topic_factory(partitions=1, roles=("forecasts", "alerts", "validation", "dlq"))
+    produce_all(kafka, encode_actuals(avro, inputs.actuals, sorted(acts, key=lambda a: a.observed_at)))
+    cfg = dict(chorus_config)
+    cfg.update(inputs.config())
+    cfg.update(outputs.config())
+    cfg["kafka.group.id"] = new_group(test_id, "wall")
+    cfg["redis.key_prefix"] = f"sw{cfg['kafka.group.id'][-10:]}"
+    cfg["alerts.enabled"] = 1
+    cfg["alerts.data_stale.clock"] = "wall"
+    proc = chorus(cfg, name="wall")
+    msgs = consume_until(kafka, outputs.alerts, 1, 120, proc)
+    assert proc.stop() == 0
+    alerts = [avro.decode(m.value(), "Alert") for m in kafka.read_to_end(outputs.alerts) or msgs]
+    assert [(a["type"], a["state"], a["series"], a["event_time"]) for a in alerts] == [
+        ("DATA_STALE", "firing", "gone", now - 60 * H + 24 * H + 1)
+    ]
+    assert now - 60 * H + 24 * H > now - 50 * H, "the watermark would not have fired it"

@@ -203,7 +203,7 @@ end
 -- chorus_global KEYS[1]=<prefix>:{__global__}
 --   ARGV: batch_id, ranges ("<field>:<lo>:<hi>:<committed batches or ->;..."),
 --         anchor_field, anchor_offset, z_max, extreme pct, extreme min,
---         storm count, storm window ms,
+--         storm count, storm window ms, wall clock ms for DATA_STALE or "",
 --         then counted lists: n, n × (topic, partitions);
 --         n, n × (field, epoch, at_end 0/1); n, n × (field, series, event_time);
 --         n, n × (horizon, series, bucket, issued_at, revision, extreme 0/1);
@@ -215,8 +215,9 @@ local function global_call(keys, args)
     local base = keys[1]
     local batch_id, ranges, anchor_field, anchor_offset = args[1], args[2], args[3], args[4]
     local cfg = {z_max = tonumber(args[5]), xp_pct = tonumber(args[6]), xp_min = tonumber(args[7]),
-                 storm_count = tonumber(args[8]), storm_window = tonumber(args[9])}
-    local at = 10
+                 storm_count = tonumber(args[8]), storm_window = tonumber(args[9]),
+                 wall = tonumber(args[10])}
+    local at = 11
     local function take(width)
         local n = tonumber(args[at])
         local first = at + 1
@@ -314,13 +315,18 @@ local function global_call(keys, args)
     if G and (not G_old or G > G_old) then
         local crit = {}
         close_extreme_days(base, G, cfg, new, crit)
-        stale_series(base, G, new)
+        if not cfg.wall then
+            stale_series(base, G, new)
+        end
         for i = 1, #crit do
             redis.call('ZADD', base .. ':crit', crit[i][2], crit[i][2] .. '|' .. crit[i][1])
         end
         storm_instants(base, G_old or -math.huge, G, cfg, new)
         redis.call('SET', base .. ':gw', G)
         redis.call('ZREMRANGEBYSCORE', base .. ':crit', '-inf', '(' .. (G - 2 * cfg.storm_window))
+    end
+    if cfg.wall and anchor_field ~= '' then
+        stale_series(base, cfg.wall, new) -- live: against the wall clock
     end
     if #new > 0 and anchor_field ~= '' then
         local key = base .. ':osnap:' .. anchor_field
