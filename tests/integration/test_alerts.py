@@ -216,3 +216,45 @@ def test_weight_shift_fires_above_the_threshold_and_resolves(kafka, avro, topic_
     assert any(f["weights"] == {"a": 0.625, "b": 0.375} for f in steady)
     assert alerts[0]["event_time"] > day(SHIFT_PHASES[1][0]), "phase 2 must not fire"
     assert alerts[0]["details"]["changes"].startswith("a=-") and "weights_before" in alerts[0]["details"]
+
+
+# PERFORMANCE_DRIFT (SPEC §6.2) over 4 days with a baseline of 1.0 and 0.25
+# pp: the rolling MAPE is 1 + (days at 2.0 among the last 4) / 4, exactly
+# 1.25 (on the level: nothing) with one, 1.5 (fires) with two.
+DRIFT_APE = {6: 2.0, 7: 2.0}
+DRIFT_LAST_DAY = 12
+
+
+def test_performance_drift_fires_above_the_level_and_resolves(kafka, avro, topic_factory, chorus, chorus_config, test_id):
+    inputs = topic_factory(partitions=1, roles=("predictions", "actuals"))
+    outputs = topic_factory(partitions=1, roles=("forecasts", "alerts", "validation", "dlq"))
+    preds, acts = [], []
+    for d in range(0, DRIFT_LAST_DAY + 1):
+        acts.append(Actual("ZL", day(d) + 21 * HOUR_MS, ACTUAL))
+        for model in ("arima", "lstm"):
+            preds.append(Prediction(model, "ZL", "1D", day(d) + 22 * HOUR_MS, day(d + 1), ACTUAL + DRIFT_APE.get(d + 1, 1.0)))
+    produce_all(kafka, encode_actuals(avro, inputs.actuals, acts) + encode_predictions(avro, inputs.predictions, preds))
+    cfg = dict(chorus_config)
+    cfg.update(inputs.config())
+    cfg.update(outputs.config())
+    cfg["kafka.group.id"] = new_group(test_id, "drift")
+    cfg["redis.key_prefix"] = f"pd{cfg['kafka.group.id'][-10:]}"
+    cfg["join.max_wait_ms"] = 60000
+    cfg["alerts.enabled"] = 1
+    cfg["alerts.baseline_mape"] = "1.0"
+    cfg["alerts.mape_degradation.pp"] = 1000
+    cfg["alerts.performance_drift.pp"] = 0.25
+    cfg["alerts.performance_drift.days"] = 4
+    cfg["alerts.performance_drift.min_targets"] = 4
+    proc = chorus(cfg, name="drift")
+    consume_until(kafka, outputs.forecasts, len(preds) - 2, 120, proc)
+    msgs = consume_until(kafka, outputs.alerts, 2, 60, proc)
+    assert proc.stop() == 0
+    alerts = [avro.decode(m.value(), "Alert") for m in kafka.read_to_end(outputs.alerts) or msgs]
+    end = lambda d: day(d + 1) - 1  # noqa: E731
+    got = [(a["type"], a["state"], a["severity"], a["event_time"], a["value"]) for a in alerts]
+    assert got == [
+        ("PERFORMANCE_DRIFT", "firing", "warning", end(7), 1.5),
+        ("PERFORMANCE_DRIFT", "resolved", "warning", end(10), 1.25),
+    ], got
+    assert alerts[0]["threshold"] == 1.25 and alerts[0]["details"]["scored_targets"] == "4"
