@@ -181,6 +181,9 @@ conf() {
 		# Workers run side by side: a free port each for the HTTP endpoints
 		# (a binary from before the endpoints has no such key).
 		if [[ -n $HTTP_KEY ]]; then echo "http.listen = 127.0.0.1:0"; fi
+		# The forecast runs are compared with the peer, which has no
+		# overfitting fallback; c1m turns monitoring on (a later line wins).
+		echo "alerts.enabled = 0"
 		for line in "$@"; do echo "$line"; done
 	} >"$WORK/$name.conf"
 	"$CHORUS" check-config -c "$WORK/$name.conf" >/dev/null

@@ -1659,15 +1659,6 @@ chorus_err_t chorus_config_finalize(chorus_config_t *cfg, char *errstr, size_t e
                               cfg->retention_days, cfg->window_days);
                 return CHORUS_ERR_CONFIG;
         }
-        if (cfg->alerts_enabled &&
-            cfg->retention_days < cfg->window_days + cfg->validation_window_days + 1) {
-                chorus_seterr(errstr, errstr_size,
-                              "state.retention_days: %d is less than window.days (%d) + "
-                              "validation.window_days (%d) + 1; a validation window's verdict "
-                              "reads that far back",
-                              cfg->retention_days, cfg->window_days, cfg->validation_window_days);
-                return CHORUS_ERR_CONFIG;
-        }
         for (size_t i = 0; i < cfg->n_horizon_confs; i++) {
                 const chorus_horizon_conf_t *h = &cfg->horizon_confs[i];
                 have_list |= h->n_models > 0;

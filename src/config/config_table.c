@@ -371,14 +371,12 @@ const conf_prop_t chorus_conf_props[] = {
      G(alerts_enabled),
      .min = 0,
      .max = 1,
-     .def = "0",
-     .desc =
-         "1: score the served forecasts as `__ensemble__` and evaluate the alert rules "
-         "built so far (`MAPE_DEGRADATION`, `PERFORMANCE_DRIFT`, `OVERFITTING`, `DATA_MISSING`, "
-         "`WEIGHT_SHIFT`, `EXTREME_PREDICTIONS`, `ALERT_STORM`, `DATA_STALE`), "
-         "emit the "
-         "validation windows and apply the overfitting fallback; 0: forecasts only. Off "
-         "by default while the monitoring issue is in progress."},
+     .def = "1",
+     .desc = "1: monitoring (SPEC §6): the served forecasts are scored as `__ensemble__`, every "
+             "alert rule runs (`chorus.alerts`), the walk-forward validation windows close "
+             "(`chorus.validation`) and overfitting makes the weights equal; feature "
+             "importances are consumed. It costs a second and a third Redis round trip per "
+             "batch. 0: forecasts only, with no overfitting fallback."},
     {.name = "alerts.baseline_mape",
      .type = CONF_STRING,
      .section = CONF_SEC_ALERTS,
@@ -631,8 +629,8 @@ const conf_prop_t chorus_conf_props[] = {
      .max = 3650,
      .def = "30",
      .desc = "Length of the walk-forward validation windows (SPEC §6.8), aligned to the "
-             "epoch; with `alerts.enabled`, `state.retention_days` must be at least this plus "
-             "`window.days` plus 1."},
+             "epoch. Trimming keeps what the earliest window not settled yet reads (its "
+             "`window.days` before it), whatever `state.retention_days` says."},
     {.name = "validation.min_test_points",
      .type = CONF_INT,
      .section = CONF_SEC_VALIDATION,

@@ -148,6 +148,9 @@ static chorus_config_t *make_config(const char *prefix, const char *group, const
                      "%s", errstr);
         cr_assert_eq(chorus_config_set(cfg, "redis.key_prefix", prefix, errstr, sizeof(errstr)),
                      CHORUS_OK, "%s", errstr);
+        /* Forecasts and dead letters are what these tests check. */
+        cr_assert_eq(chorus_config_set(cfg, "alerts.enabled", "0", errstr, sizeof(errstr)),
+                     CHORUS_OK, "%s", errstr);
         cr_assert_eq(chorus_config_set(cfg, "join.max_wait_ms", "300", errstr, sizeof(errstr)),
                      CHORUS_OK, "%s", errstr);
         for (int i = 0; i < 4; i++) {

@@ -579,6 +579,10 @@ def chorus_config(kafka_bootstrap, redis_port, topics, redis_prefix, test_id) ->
         # of the machine may hold the default 9464.
         "http.listen": "127.0.0.1:0",
         "log.level": "info",
+        # Monitoring is on by default; the tests of forecasts compare with
+        # reference_model.py, which has no overfitting fallback, so it is
+        # off here, and the monitoring tests turn it on.
+        "alerts.enabled": 0,
     }
     cfg.update(topics.config())
     return cfg
