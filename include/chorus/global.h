@@ -71,6 +71,7 @@ typedef struct chorus_global_partition {
         int32_t partition;
         int64_t epoch;
         int at_end;            /**< consumed to its end, nothing held from it */
+        int64_t held_min;      /**< the oldest event time among its held records, or -1 */
         const char *committed; /**< committed batches of its offsets' metadata, or "-" */
 } chorus_global_partition_t;
 

@@ -40,7 +40,8 @@ int chorus_monitor_note_record(chorus_monitor_t *m, const char *series, const ch
 
 /** @brief A forecast was served (after chorus_monitor_note_record of its
  *  prediction). @returns 0, or -1 when out of memory. */
-int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *fc);
+int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *fc,
+                                 const chorus_source_t *src);
 
 /** @returns the number of series noted: the calls chorus_monitor_queue adds. */
 size_t chorus_monitor_n_series(const chorus_monitor_t *m);

@@ -218,7 +218,7 @@ int chorus_global_late(chorus_global_t *g, const char *series, const chorus_sour
 
 int chorus_global_partitions_changed(chorus_global_t *g, const chorus_global_partition_t *parts,
                                      size_t n_parts) {
-        size_t cap = 1 + n_parts * (300 + 2 * NUM), len = 0;
+        size_t cap = 1 + n_parts * (300 + 3 * NUM), len = 0;
         char *sig = malloc(cap);
         int changed;
 
@@ -226,9 +226,9 @@ int chorus_global_partitions_changed(chorus_global_t *g, const chorus_global_par
                 return 1;
         sig[0] = '\0';
         for (size_t i = 0; i < n_parts; i++)
-                len +=
-                    (size_t)snprintf(sig + len, cap - len, "%s|%d|%" PRId64 "|%d;", parts[i].topic,
-                                     (int)parts[i].partition, parts[i].epoch, parts[i].at_end);
+                len += (size_t)snprintf(sig + len, cap - len, "%s|%d|%" PRId64 "|%d|%" PRId64 ";",
+                                        parts[i].topic, (int)parts[i].partition, parts[i].epoch,
+                                        parts[i].at_end, parts[i].held_min);
         changed = !g->reported || strcmp(g->reported, sig);
         free(g->reported);
         g->reported = sig;
@@ -359,6 +359,10 @@ void chorus_global_queue(chorus_global_t *g, chorus_state_t *st, const char *bat
                 addf(&a, "%s|%d", parts[i].topic, (int)parts[i].partition);
                 addf(&a, "%" PRId64, parts[i].epoch);
                 add(&a, parts[i].at_end ? "1" : "0");
+                if (parts[i].held_min >= 0)
+                        addf(&a, "%" PRId64, parts[i].held_min);
+                else
+                        add(&a, "");
         }
         addf(&a, "%zu", g->n_streams);
         for (size_t i = 0; i < g->n_streams; i++) {

@@ -24,6 +24,7 @@ typedef struct served {
         chorus_name_t horizon;
         int64_t bucket, issued_at, revision;
         double value;
+        char source[300 + 24]; /* "<topic>|<partition>|<offset>" of its prediction */
         char
             *weights; /* "m=w,..." of a complete, non-fallback forecast (WEIGHT_SHIFT), else NULL */
 } served_t;
@@ -190,7 +191,8 @@ int chorus_monitor_note_record(chorus_monitor_t *m, const char *series,
         return 0;
 }
 
-int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *fc) {
+int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *fc,
+                                 const chorus_source_t *src) {
         series_note_t *n = note_of(m, fc->series, 0);
         served_t *s;
 
@@ -205,6 +207,8 @@ int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *f
         s->revision = fc->revision;
         s->value = fc->value;
         s->weights = NULL;
+        snprintf(s->source, sizeof(s->source), "%s|%d|%" PRId64, src->topic, (int)src->partition,
+                 src->offset);
         if (fc->complete && fc->fallback == CHORUS_FALLBACK_NONE) {
                 size_t cap = fc->n_present * (CHORUS_NAME_MAX + 2 + 24) + 1, len = 0;
                 if (!(s->weights = malloc(cap))) {
@@ -230,14 +234,15 @@ chorus_monitor_anchor_t chorus_monitor_anchor(const chorus_monitor_t *m, size_t 
         return m->notes[i].anchor;
 }
 
-#define FIXED_ARGS 29 /* FCALL, name, numkeys, base, then the 25 ARGV before the forecasts */
+#define FIXED_ARGS 30 /* FCALL, name, numkeys, base, then the 26 ARGV before the forecasts */
 
 static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note_t *n,
                       const char *batch_id, int64_t epoch, const char *committed) {
         const chorus_config_t *c = m->cfg;
-        size_t argc = FIXED_ARGS + 1 + 6 * n->n_served, len = 0, cap = 64;
+        size_t argc = FIXED_ARGS + 1 + 7 * n->n_served, len = 0, cap = 64;
         const char **argv = malloc(argc * sizeof(*argv));
-        char(*num)[NUM] = malloc((17 + 4 * n->n_served + 1) * sizeof(*num));
+        /* 19 numbers before the forecasts (the NUMF and format calls below), 4 per forecast. */
+        char(*num)[NUM] = malloc((19 + 4 * n->n_served) * sizeof(*num));
         char base[CHORUS_BASE_KEY_MAX], anchor[300], *ranges = malloc(cap);
         size_t k = 0, j = 0;
 
@@ -303,6 +308,7 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
         argv[k++] = num[j++];
         argv[k++] = NUMF("%lld", (long long)c->alerts_stale_min_hours * 3600000LL);
         argv[k++] = NUMF("%lld", (long long)c->alerts_stale_lookback_days * 86400000LL);
+        argv[k++] = NUMF("%lld", (long long)c->retention_days * 86400000LL);
         argv[k++] = NUMF("%zu", n->n_served);
         for (size_t i = 0; i < n->n_served; i++) {
                 const served_t *s = &n->served[i];
@@ -313,6 +319,7 @@ static void queue_one(chorus_monitor_t *m, chorus_state_t *st, const series_note
                 chorus_format_double(num[j], NUM, s->value);
                 argv[k++] = num[j++];
                 argv[k++] = s->weights ? s->weights : "";
+                argv[k++] = s->source;
         }
 #undef NUMF
         chorus_state_add_command(st, (int)k, argv);

@@ -925,8 +925,11 @@ static chorus_err_t build_forecast(chorus_worker_t *w, const entry_t *e, const r
  * emit.mode=every; in emit.mode=complete those its call emitted (none, its
  * own group's, groups it closed). All are built before any is produced, so
  * that a failure retries the record without having produced part of it. */
+static chorus_source_t source_of(chorus_worker_t *w, const entry_t *e);
+
 static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const redisReply *r) {
         const chorus_prediction_t *p = &e->rec.prediction;
+        chorus_source_t src = source_of(w, e);
         const chorus_topic_conf_t *t = &w->cfg->topics[CHORUS_TOPIC_FORECASTS];
         size_t n = chorus_state_reply_forecasts(r);
         chorus_group_view_t view;
@@ -947,7 +950,7 @@ static chorus_err_t emit_forecast(chorus_worker_t *w, const entry_t *e, const re
                         return err;
                 w->stats.records_out[CHORUS_TOPIC_FORECASTS]++;
                 chorus_telemetry_record_out(w->tm, t->name);
-                if (w->monitor && (chorus_monitor_note_forecast(w->monitor, &w->forecast) ||
+                if (w->monitor && (chorus_monitor_note_forecast(w->monitor, &w->forecast, &src) ||
                                    chorus_global_note_forecast(w->global, &w->forecast)))
                         return CHORUS_ERR_NOMEM;
         }
@@ -2066,6 +2069,26 @@ static int input_topics_known(chorus_worker_t *w) {
         return 1;
 }
 
+/* The oldest event time among the records held from a partition, or -1:
+ * they are read but not applied, so they hold its watermark back. */
+static int64_t partition_held_min(const chorus_worker_t *w, const owned_t *o) {
+        int64_t min = -1;
+
+        for (size_t i = 0; i < w->n_held; i++) {
+                const entry_t *e = &w->held[i];
+                int64_t t;
+
+                if (!same_partition(e->topic, e->partition, o->topic, o->partition))
+                        continue;
+                t = e->role == CHORUS_TOPIC_PREDICTIONS ? e->rec.prediction.issued_at
+                    : e->role == CHORUS_TOPIC_ACTUALS   ? e->rec.actual.observed_at
+                                                        : e->rec.fi.computed_at;
+                if (min < 0 || t < min)
+                        min = t;
+        }
+        return min;
+}
+
 /* Consumed to its end: the position is at the high watermark librdkafka
  * last fetched, and nothing read from it is held. */
 static int partition_at_end(chorus_worker_t *w, const owned_t *o) {
@@ -2100,8 +2123,12 @@ static chorus_err_t global_phase(chorus_worker_t *w, volatile sig_atomic_t *stop
                 return CHORUS_OK;
         for (size_t i = 0; i < w->n_owned && n_parts < sizeof(parts) / sizeof(parts[0]); i++) {
                 const owned_t *o = &w->owned[i];
-                parts[n_parts++] = (chorus_global_partition_t){
-                    o->topic, o->partition, o->epoch, partition_at_end(w, o), o->committed_ids};
+                parts[n_parts++] = (chorus_global_partition_t){o->topic,
+                                                               o->partition,
+                                                               o->epoch,
+                                                               partition_at_end(w, o),
+                                                               partition_held_min(w, o),
+                                                               o->committed_ids};
         }
         if (!chorus_global_partitions_changed(w->global, parts, n_parts) &&
             !chorus_global_has_anchor(w->global))

@@ -323,9 +323,10 @@ end
 --         auto_min, validation (see validation_config), overfitting critical
 --         divergence, data_missing pct, configured models (see
 --         configured_models), weight_shift max, weight_shift days,
---         stale factor, stale minimum ms, stale lookback ms, n, then
---         n × (horizon, bucket, issued_at, revision, value, weights: "m=w,..."
---         of a complete, non-fallback forecast, else "")
+--         stale factor, stale minimum ms, stale lookback ms, retention ms, n,
+--         then n × (horizon, bucket, issued_at, revision, value, weights:
+--         "m=w,..." of a complete, non-fallback forecast, else "", source of
+--         its prediction "<topic>|<partition>|<offset>")
 -- `ranges` are the offsets of this batch's records of the series, per input
 -- partition (held ones excluded: they were never applied); `anchor` is one
 -- of them, where this call's alerts wait for the release.
@@ -358,7 +359,8 @@ local function monitor(keys, args)
     cfg.stale_factor = tonumber(args[23])
     cfg.stale_min = tonumber(args[24])
     cfg.stale_lookback = tonumber(args[25])
-    local n = tonumber(args[26])
+    local retention = tonumber(args[26])
+    local n = tonumber(args[27])
 
     -- Fencing, as in admit(), without moving any watermark.
     local seen = tonumber(redis.call('HGET', base .. ':wm', 'e|' .. anchor_field))
@@ -387,16 +389,29 @@ local function monitor(keys, args)
     -- The served forecasts (and WEIGHT_SHIFT on each, in the order served),
     -- then the ensemble watermark.
     local new = {}
+    local judged, newest_judged = {}, {}
     local ew = tonumber(redis.call('GET', base .. ':ew'))
     for i = 0, n - 1 do
-        local at = 27 + 6 * i
+        local at = 28 + 7 * i
         local h, bucket, issued, rev, value = args[at], args[at + 1], args[at + 2],
             args[at + 3], args[at + 4]
         redis.call('ZADD', base .. ':ens:' .. h, bucket,
                    bucket .. '|' .. issued .. '|' .. rev .. '|' .. value)
         redis.call('SADD', base .. ':ensh', h)
-        if args[at + 5] ~= '' then
+        -- WEIGHT_SHIFT once per forecast: a call over records read again
+        -- (after an abort or a crash) serves their forecasts again; their
+        -- alerts come from the snapshots, and judging them again would see
+        -- the reference set already moved on.
+        local field, offset = string.match(args[at + 6], '^(.*)|(%d+)$')
+        offset = tonumber(offset)
+        if judged[field] == nil then
+            judged[field] = tonumber(redis.call('HGET', base .. ':wsoff', field)) or -1
+        end
+        if args[at + 5] ~= '' and offset > judged[field] then
             weight_shift(base, series, h, tonumber(issued), args[at + 5], cfg, new)
+        end
+        if offset > (newest_judged[field] or -1) then
+            newest_judged[field] = offset
         end
         if not ew or tonumber(issued) > ew then
             ew = tonumber(issued)
@@ -404,6 +419,11 @@ local function monitor(keys, args)
     end
     if n > 0 then
         redis.call('SET', base .. ':ew', ew)
+    end
+    for field, offset in pairs(newest_judged) do
+        if offset > judged[field] then
+            redis.call('HSET', base .. ':wsoff', field, offset)
+        end
     end
 
     -- Day closes on min(actuals' watermark, ensemble watermark).
@@ -445,6 +465,12 @@ local function monitor(keys, args)
         for i = 1, #new do
             out[#out + 1] = new[i]
         end
+    end
+    -- The trim the series' calls held back for the closes that just ran
+    -- (50_retention.lua), so that the state left does not depend on where
+    -- the batches ended.
+    if v then
+        trim(base, retention, v.W, watermarks(base), v)
     end
     local last, deadline = stale_deadline(base, cfg)
     if last then

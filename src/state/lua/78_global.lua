@@ -57,9 +57,11 @@ local function global_watermark(base)
     end
     local newest = tonumber(redis.call('GET', base .. ':newest'))
     local states = redis.call('HGETALL', base .. ':pst')
-    local at_end = {}
+    local at_end, held = {}, {}
     for i = 1, #states, 2 do
-        at_end[states[i]] = string.match(states[i + 1], '|(%d)$') == '1'
+        local _, e, h = string.match(states[i + 1], '^(%d+)|(%d)|?(%-?%d*)$')
+        at_end[states[i]] = e == '1'
+        held[states[i]] = tonumber(h)
     end
     local g
     for i = 1, #totals, 2 do
@@ -71,6 +73,10 @@ local function global_watermark(base)
             else
                 local lo = redis.call('ZRANGE', base .. ':pz:' .. field, 0, 0, 'WITHSCORES')
                 wm = lo[2] and tonumber(lo[2])
+                -- Records read but held are not applied: they hold it back.
+                if held[field] and (not wm or held[field] < wm) then
+                    wm = held[field]
+                end
             end
             if not wm then
                 return nil -- a partition not reported yet (or nothing seen): unknown
@@ -205,7 +211,8 @@ end
 --         anchor_field, anchor_offset, z_max, extreme pct, extreme min,
 --         storm count, storm window ms, wall clock ms for DATA_STALE or "",
 --         then counted lists: n, n × (topic, partitions);
---         n, n × (field, epoch, at_end 0/1); n, n × (field, series, event_time);
+--         n, n × (field, epoch, at_end 0/1, oldest held event time or "");
+--         n, n × (field, series, event_time);
 --         n, n × (horizon, series, bucket, issued_at, revision, extreme 0/1);
 --         n, n × (fingerprint, event_time) of critical alerts started;
 --         n, n × (series, newest actual, stale deadline).
@@ -232,13 +239,14 @@ local function global_call(keys, args)
     for i = 0, n - 1 do
         redis.call('HSET', base .. ':parts', args[i0 + 2 * i], args[i0 + 2 * i + 1])
     end
-    n, i0 = take(3)
+    n, i0 = take(4)
     for i = 0, n - 1 do
-        local field, epoch = args[i0 + 3 * i], tonumber(args[i0 + 3 * i + 1])
+        local field, epoch = args[i0 + 4 * i], tonumber(args[i0 + 4 * i + 1])
         local cur = redis.call('HGET', base .. ':pst', field)
         local seen = cur and tonumber(string.match(cur, '^(%d+)|'))
         if not seen or epoch >= seen then -- a zombie's older epoch changes nothing
-            redis.call('HSET', base .. ':pst', field, epoch .. '|' .. args[i0 + 3 * i + 2])
+            redis.call('HSET', base .. ':pst', field,
+                       epoch .. '|' .. args[i0 + 4 * i + 2] .. '|' .. args[i0 + 4 * i + 3])
         end
     end
     local newest = tonumber(redis.call('GET', base .. ':newest'))
