@@ -405,7 +405,7 @@ local function monitor(keys, args)
         local field, offset = string.match(args[at + 6], '^(.*)|(%d+)$')
         offset = tonumber(offset)
         if judged[field] == nil then
-            judged[field] = tonumber(redis.call('HGET', base .. ':wsoff', field)) or -1
+            judged[field] = tonumber(redis.call('HGET', base .. ':wm', 'w|' .. field)) or -1
         end
         if args[at + 5] ~= '' and offset > judged[field] then
             weight_shift(base, series, h, tonumber(issued), args[at + 5], cfg, new)
@@ -422,7 +422,7 @@ local function monitor(keys, args)
     end
     for field, offset in pairs(newest_judged) do
         if offset > judged[field] then
-            redis.call('HSET', base .. ':wsoff', field, offset)
+            redis.call('HSET', base .. ':wm', 'w|' .. field, offset)
         end
     end
 
@@ -472,6 +472,9 @@ local function monitor(keys, args)
     if v then
         trim(base, retention, v.W, watermarks(base), v)
     end
+    -- The lookback stops short of the retention: older actuals may be
+    -- trimmed already or not, depending on where batches ended.
+    cfg.stale_lookback = math.min(cfg.stale_lookback, retention - DAY_MS)
     local last, deadline = stale_deadline(base, cfg)
     if last then
         out[#out + 1] = {'stale', tostring(last), tostring(deadline)}
