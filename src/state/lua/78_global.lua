@@ -290,8 +290,6 @@ local function global_call(keys, args)
         redis.call('ZADD', base .. ':crit', t, t .. '|' .. args[i0 + 2 * i])
     end
 
-    -- Without an anchor record (a batch with nothing applied) outputs could
-    -- not be kept for a retry: evaluate in a later call.
     -- DATA_STALE: a newer actual moves the series' deadline and ends a
     -- staleness that was judged.
     local new = {}
@@ -319,6 +317,8 @@ local function global_call(keys, args)
         end
     end
 
+    -- Without an anchor record (a batch with nothing applied) outputs could
+    -- not be kept for a retry: evaluate in a later call.
     local G = anchor_field ~= '' and global_watermark(base)
     if G and (not G_old or G > G_old) then
         local crit = {}
