@@ -14,6 +14,7 @@
 
 #include "chorus/util.h"
 #include "../worker/series_map.h"
+#include "notes.h"
 
 #define NUM 24 /* a formatted number */
 
@@ -22,12 +23,6 @@ typedef struct stream {
         size_t field_len;
         int64_t newest;
 } stream_t;
-
-typedef struct range {
-        const char *topic;
-        int32_t partition;
-        int64_t lo, hi;
-} range_t;
 
 typedef struct served {
         chorus_name_t horizon, series;
@@ -101,21 +96,6 @@ void chorus_global_destroy(chorus_global_t *g) {
         free(g);
 }
 
-/* Grows *arr (of *cap elements of size) to hold one more. */
-static int grow(void **arr, size_t n, size_t *cap, size_t size) {
-        size_t c;
-        void *p;
-
-        if (n < *cap)
-                return 0;
-        c = *cap ? 2 * *cap : 16;
-        if (!(p = realloc(*arr, c * size)))
-                return -1;
-        *arr = p;
-        *cap = c;
-        return 0;
-}
-
 int chorus_global_note_record(chorus_global_t *g, const char *series, const chorus_source_t *src,
                               int64_t t) {
         char key[300 + CHORUS_NAME_MAX + 2];
@@ -131,7 +111,7 @@ int chorus_global_note_record(chorus_global_t *g, const char *series, const chor
         } else {
                 stream_t *s;
 
-                if (grow((void **)&g->streams, g->n_streams, &g->streams_cap, sizeof(*s)))
+                if (notes_grow((void **)&g->streams, g->n_streams, &g->streams_cap, sizeof(*s)))
                         return -1;
                 s = &g->streams[g->n_streams];
                 if (!(s->key = strdup(key)))
@@ -144,20 +124,8 @@ int chorus_global_note_record(chorus_global_t *g, const char *series, const chor
                 s->newest = t;
                 g->n_streams++;
         }
-        for (size_t i = 0; i < g->n_ranges; i++) {
-                range_t *r = &g->ranges[i];
-                if (r->partition == src->partition && !strcmp(r->topic, src->topic)) {
-                        if (src->offset < r->lo)
-                                r->lo = src->offset;
-                        if (src->offset > r->hi)
-                                r->hi = src->offset;
-                        goto anchor;
-                }
-        }
-        if (grow((void **)&g->ranges, g->n_ranges, &g->ranges_cap, sizeof(*g->ranges)))
+        if (notes_add_range(&g->ranges, &g->n_ranges, &g->ranges_cap, src))
                 return -1;
-        g->ranges[g->n_ranges++] = (range_t){src->topic, src->partition, src->offset, src->offset};
-anchor:
         g->anchor = *src;
         g->has_anchor = 1;
         return 0;
@@ -166,7 +134,7 @@ anchor:
 int chorus_global_note_forecast(chorus_global_t *g, const chorus_forecast_t *fc) {
         served_t *s;
 
-        if (grow((void **)&g->served, g->n_served, &g->served_cap, sizeof(*s)))
+        if (notes_grow((void **)&g->served, g->n_served, &g->served_cap, sizeof(*s)))
                 return -1;
         s = &g->served[g->n_served++];
         snprintf(s->horizon, sizeof(s->horizon), "%s", fc->horizon);
@@ -184,7 +152,7 @@ int chorus_global_note_alert(chorus_global_t *g, const chorus_alert_t *a) {
         if (strcmp(a->state, "firing") || strcmp(a->severity, "critical") ||
             !strcmp(a->type, "ALERT_STORM"))
                 return 0;
-        if (grow((void **)&g->started, g->n_started, &g->started_cap, sizeof(*s)))
+        if (notes_grow((void **)&g->started, g->n_started, &g->started_cap, sizeof(*s)))
                 return -1;
         s = &g->started[g->n_started++];
         snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", a->fingerprint);
@@ -196,7 +164,7 @@ int chorus_global_note_stale(chorus_global_t *g, const char *series, int64_t new
                              int64_t deadline) {
         stale_t *s;
 
-        if (grow((void **)&g->stale, g->n_stale, &g->stale_cap, sizeof(*s)))
+        if (notes_grow((void **)&g->stale, g->n_stale, &g->stale_cap, sizeof(*s)))
                 return -1;
         s = &g->stale[g->n_stale++];
         snprintf(s->series, sizeof(s->series), "%s", series);
@@ -258,7 +226,7 @@ typedef struct args {
 } args_t;
 
 static void add(args_t *a, const char *s) {
-        if (grow((void **)&a->v, a->n, &a->cap, sizeof(*a->v))) {
+        if (notes_grow((void **)&a->v, a->n, &a->cap, sizeof(*a->v))) {
                 fprintf(stderr, "chorus: out of memory queueing the global call\n");
                 abort();
         }
@@ -275,7 +243,7 @@ static void addf(args_t *a, const char *fmt, ...) {
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
         if (!(s = strdup(buf)) ||
-            grow((void **)&a->owned, a->n_owned, &a->owned_cap, sizeof(*a->owned))) {
+            notes_grow((void **)&a->owned, a->n_owned, &a->owned_cap, sizeof(*a->owned))) {
                 fprintf(stderr, "chorus: out of memory queueing the global call\n");
                 abort();
         }

@@ -11,14 +11,9 @@
 
 #include "chorus/util.h"
 #include "../worker/series_map.h"
+#include "notes.h"
 
 #define NUM 24 /* a formatted number */
-
-typedef struct range {
-        const char *topic;
-        int32_t partition;
-        int64_t lo, hi;
-} range_t;
 
 typedef struct served {
         chorus_name_t horizon;
@@ -150,45 +145,16 @@ static series_note_t *note_of(chorus_monitor_t *m, const char *series, int creat
         return n;
 }
 
-/* Grows *arr (of *cap elements of size) to hold one more. */
-static int grow(void **arr, size_t n, size_t *cap, size_t size) {
-        size_t c;
-        void *p;
-
-        if (n < *cap)
-                return 0;
-        c = *cap ? 2 * *cap : 4;
-        if (!(p = realloc(*arr, c * size)))
-                return -1;
-        *arr = p;
-        *cap = c;
-        return 0;
-}
-
 int chorus_monitor_note_record(chorus_monitor_t *m, const char *series,
                                const chorus_source_t *src) {
         series_note_t *n = note_of(m, series, 1);
-        range_t *r;
 
         if (!n)
                 return -1;
         n->anchor.topic = src->topic;
         n->anchor.partition = src->partition;
         n->anchor.offset = src->offset;
-        for (size_t i = 0; i < n->n_ranges; i++) {
-                r = &n->ranges[i];
-                if (r->partition == src->partition && !strcmp(r->topic, src->topic)) {
-                        if (src->offset < r->lo)
-                                r->lo = src->offset;
-                        if (src->offset > r->hi)
-                                r->hi = src->offset;
-                        return 0;
-                }
-        }
-        if (grow((void **)&n->ranges, n->n_ranges, &n->ranges_cap, sizeof(*n->ranges)))
-                return -1;
-        n->ranges[n->n_ranges++] = (range_t){src->topic, src->partition, src->offset, src->offset};
-        return 0;
+        return notes_add_range(&n->ranges, &n->n_ranges, &n->ranges_cap, src);
 }
 
 int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *fc,
@@ -198,7 +164,7 @@ int chorus_monitor_note_forecast(chorus_monitor_t *m, const chorus_forecast_t *f
 
         if (!n) /* its prediction was not noted: nothing to anchor it to */
                 return -1;
-        if (grow((void **)&n->served, n->n_served, &n->served_cap, sizeof(*n->served)))
+        if (notes_grow((void **)&n->served, n->n_served, &n->served_cap, sizeof(*n->served)))
                 return -1;
         s = &n->served[n->n_served++];
         snprintf(s->horizon, sizeof(s->horizon), "%s", fc->horizon);

@@ -77,3 +77,26 @@ local function alert_transition(base, a)
     end
     return rec
 end
+
+-- Re-emits the outputs (alerts, validation windows) that earlier attempts
+-- at the records of `ranges` ("<field>:<lo>:<hi>:<committed,...>;...")
+-- kept in base:osnap:<field>, re-tagged with this batch, and drops those of
+-- committed batches. Used by chorus_monitor and chorus_global.
+local function snapshots_again(base, ranges, batch_id, out)
+    for field, lo, hi, committed in string.gmatch(ranges, '([^:;]+):(%d+):(%d+):([^;]*)') do
+        local key = base .. ':osnap:' .. field
+        local got = redis.call('ZRANGEBYSCORE', key, lo, hi)
+        committed = ',' .. committed .. ','
+        for i = 1, #got do
+            local o, b, packed = string.match(got[i], '^([^|]*)|([^|]*)|(.*)$')
+            redis.call('ZREM', key, got[i])
+            if b == '' or not string.find(committed, ',' .. b .. ',', 1, true) then
+                local recs = cmsgpack.unpack(packed)
+                for j = 1, #recs do
+                    out[#out + 1] = recs[j]
+                end
+                redis.call('ZADD', key, o, o .. '|' .. batch_id .. '|' .. packed)
+            end
+        end
+    end
+end

@@ -343,7 +343,6 @@ local function monitor(keys, args)
     local base = keys[1]
     local series, anchor_field, anchor_offset = args[1], args[2], tonumber(args[3])
     local batch_id, epoch = args[4], tonumber(args[5])
-    local committed = ',' .. args[6] .. ','
     local cfg = {baseline = args[8] == 'auto' and 'auto' or tonumber(args[8]),
                  mape_pp = tonumber(args[9]), mape_days = tonumber(args[10]),
                  drift_pp = tonumber(args[11]), drift_days = tonumber(args[12]),
@@ -369,22 +368,11 @@ local function monitor(keys, args)
     end
 
     local out = {'ok'}
-    -- Alerts of earlier attempts at these records.
-    for field, lo, hi in string.gmatch(args[7], '([^:;]+):(%d+):(%d+)') do
-        local key = base .. ':osnap:' .. field
-        local got = redis.call('ZRANGEBYSCORE', key, lo, hi)
-        for i = 1, #got do
-            local o, b, packed = string.match(got[i], '^([^|]*)|([^|]*)|(.*)$')
-            redis.call('ZREM', key, got[i])
-            if b == '' or not string.find(committed, ',' .. b .. ',', 1, true) then
-                local recs = cmsgpack.unpack(packed)
-                for j = 1, #recs do
-                    out[#out + 1] = recs[j]
-                end
-                redis.call('ZADD', key, o, o .. '|' .. batch_id .. '|' .. packed)
-            end
-        end
-    end
+    -- Outputs of earlier attempts at these records. Every range's partition
+    -- is judged by the anchor's committed batches, as before.
+    snapshots_again(base, (string.gsub(args[7], '[^;]+', function(r)
+        return r .. ':' .. args[6]
+    end)), batch_id, out)
 
     -- The served forecasts (and WEIGHT_SHIFT on each, in the order served),
     -- then the ensemble watermark.

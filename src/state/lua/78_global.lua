@@ -27,28 +27,6 @@
 -- base:osnap:<partition> at the batch's anchor record until chorus_release,
 -- found again by a later call over the same records.
 
--- Re-emits the outputs of earlier attempts at the records of `ranges`
--- ("<field>:<lo>:<hi>:<committed,...>;..."), dropping those of committed
--- batches. Shared shape with chorus_monitor's snapshots.
-local function snapshots_again(base, ranges, batch_id, out)
-    for field, lo, hi, committed in string.gmatch(ranges, '([^:;]+):(%d+):(%d+):([^;]*)') do
-        local key = base .. ':osnap:' .. field
-        local got = redis.call('ZRANGEBYSCORE', key, lo, hi)
-        committed = ',' .. committed .. ','
-        for i = 1, #got do
-            local o, b, packed = string.match(got[i], '^([^|]*)|([^|]*)|(.*)$')
-            redis.call('ZREM', key, got[i])
-            if b == '' or not string.find(committed, ',' .. b .. ',', 1, true) then
-                local recs = cmsgpack.unpack(packed)
-                for j = 1, #recs do
-                    out[#out + 1] = recs[j]
-                end
-                redis.call('ZADD', key, o, o .. '|' .. batch_id .. '|' .. packed)
-            end
-        end
-    end
-end
-
 -- The global watermark from the partitions' state, or nil while unknown.
 local function global_watermark(base)
     local totals = redis.call('HGETALL', base .. ':parts')
