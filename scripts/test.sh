@@ -14,6 +14,7 @@
 #   asan         Debug build with ASan+UBSan in build-asan/, and its unit tests
 #   brokerless   ctest -L brokerless in build/ (librdkafka mock cluster; the
 #                tests start their own redis-server: CHORUS_TEST_REDIS_SERVER)
+#   demo         build/chorus demo: the README's main command, to its summary
 #   docs         scripts/check-docs.sh build (when that script exists)
 #   deploy       scripts/check-deploy.sh build: docker-compose config, the k8s
 #                manifests against the bundled Kubernetes schemas, the systemd
